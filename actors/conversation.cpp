@@ -1,0 +1,105 @@
+// Per-conversation ordering and in-memory deduplication of retries.
+#include "actors/conversation.hpp"
+
+#include "actors/metrics.hpp"
+
+namespace kapso {
+
+namespace {
+
+constexpr size_t recent_capacity = 64;
+
+using conversation_actor = caf::stateful_actor<conversation_state>;
+
+bool is_message(const event& ev) {
+  return ev.kind == event_kind::message_received || ev.kind == event_kind::message_sent;
+}
+
+void remember(conversation_state& st, const std::string& message_id) {
+  if (!st.recent.insert(message_id).second)
+    return;
+  st.recent_order.push_back(message_id);
+  if (st.recent_order.size() > recent_capacity) {
+    st.recent.erase(st.recent_order.front());
+    st.recent_order.pop_front();
+  }
+}
+
+} // namespace
+
+conversation_state::~conversation_state() {
+  metrics::global().conversation_actors--;
+}
+
+caf::behavior conversation(conversation_actor* self, caf::actor writer,
+                           std::chrono::milliseconds idle, std::chrono::milliseconds timeout) {
+  self->state.writer = std::move(writer);
+  self->state.timeout = timeout;
+  metrics::global().conversation_actors++;
+  return {
+    [=](ingest_atom, routed_event& ev) -> caf::result<write_outcome> {
+      auto& st = self->state;
+      auto rp = self->make_response_promise<write_outcome>();
+      std::string message_id;
+      if (is_message(ev.ev)) {
+        message_id = ev.ev.message_id;
+        if (st.recent.count(message_id) != 0) {
+          metrics::global().count_event(ev.ev.event_type, write_outcome::duplicate);
+          rp.deliver(write_outcome::duplicate);
+          return rp;
+        }
+        auto waiting = st.in_flight.find(message_id);
+        if (waiting != st.in_flight.end()) {
+          waiting->second.push_back(rp);
+          return rp;
+        }
+        st.in_flight.emplace(message_id, std::vector<caf::typed_response_promise<write_outcome>>{});
+      }
+      auto type = ev.ev.event_type;
+      ++st.outstanding;
+      self->request(st.writer, st.timeout, persist_atom::value, std::move(ev))
+        .then(
+          [=](write_outcome outcome) mutable {
+            auto& st = self->state;
+            --st.outstanding;
+            rp.deliver(outcome);
+            if (message_id.empty())
+              return;
+            auto copies = st.in_flight.find(message_id);
+            if (copies != st.in_flight.end()) {
+              // The copies are retries of a message that is now stored.
+              auto copy_outcome = outcome == write_outcome::ignored ? write_outcome::ignored
+                                                                    : write_outcome::duplicate;
+              for (auto& copy : copies->second) {
+                metrics::global().count_event(type, copy_outcome);
+                copy.deliver(copy_outcome);
+              }
+              st.in_flight.erase(copies);
+            }
+            if (outcome != write_outcome::ignored)
+              remember(st, message_id);
+          },
+          [=](caf::error& err) mutable {
+            auto& st = self->state;
+            --st.outstanding;
+            rp.deliver(err);
+            if (message_id.empty())
+              return;
+            auto copies = st.in_flight.find(message_id);
+            if (copies != st.in_flight.end()) {
+              for (auto& copy : copies->second)
+                copy.deliver(err);
+              st.in_flight.erase(copies);
+            }
+          });
+      return rp;
+    },
+    caf::after(idle) >>
+      [=] {
+        if (self->state.outstanding == 0 && self->state.in_flight.empty())
+          self->quit();
+      },
+  };
+}
+
+} // namespace kapso

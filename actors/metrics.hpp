@@ -1,0 +1,62 @@
+// Process-wide counters, gauges and histograms, rendered for /metrics.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "actors/protocol.hpp"
+
+namespace kapso {
+
+// A Prometheus histogram with fixed upper bounds; lock-free to observe.
+class histogram {
+public:
+  explicit histogram(std::vector<double> bounds);
+  void observe(double value) noexcept;
+  void render(std::string& out, std::string_view name, std::string_view help) const;
+
+private:
+  std::vector<double> bounds_;
+  std::unique_ptr<std::atomic<uint64_t>[]> buckets_; // one per bound + +Inf
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_micros_{0};              // sum * 1e6
+};
+
+class metrics {
+public:
+  static metrics& global();
+
+  void count_request(std::string_view route, int status);
+  void count_event(std::string_view type, write_outcome result);
+  void count_event(std::string_view type, std::string_view result);
+
+  histogram batch_size{{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000}};
+  histogram commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                            0.1, 0.25, 0.5, 1, 2.5, 5}};
+  std::atomic<int64_t> conversation_actors{0};
+  std::atomic<int64_t> in_flight_deliveries{0};
+  std::atomic<int64_t> writer_queue{0};        // events waiting in writer batches
+  std::atomic<int64_t> spool_bytes{0};
+  std::atomic<int64_t> spool_records{0};
+  std::atomic<uint64_t> spooled_events_total{0};
+  std::atomic<uint64_t> replayed_events_total{0};
+  std::atomic<uint64_t> commit_failures_total{0};
+  std::atomic<int64_t> workspace_cache_entries{0};
+
+  // Prometheus text exposition format 0.0.4.
+  std::string render() const;
+
+private:
+  mutable std::mutex mtx_;
+  std::map<std::pair<std::string, int>, uint64_t> requests_;
+  std::map<std::pair<std::string, std::string>, uint64_t> events_;
+};
+
+} // namespace kapso

@@ -1,0 +1,317 @@
+// Workspace resolution, signature check and fan-out of one delivery.
+#include "actors/router.hpp"
+
+#include <ctime>
+
+#include <spdlog/spdlog.h>
+
+#include "actors/conversation.hpp"
+#include "actors/metrics.hpp"
+#include "actors/persistence.hpp"
+#include "http/phone.hpp"
+#include "http/signature.hpp"
+
+namespace kapso {
+
+struct delivery_job {
+  delivery_ptr d;
+  caf::typed_response_promise<delivery_result> rp;
+  size_t lookups_left = 0;
+  bool lookup_failed = false;
+};
+
+namespace {
+
+using clock_type = std::chrono::steady_clock;
+using router_actor = caf::stateful_actor<router_state>;
+
+// Counts the outcomes of one delivery's events and answers once all are in.
+struct tally {
+  caf::typed_response_promise<delivery_result> rp;
+  delivery_result result;
+  size_t remaining = 0;
+  caf::error failure;
+
+  void add(write_outcome outcome) {
+    switch (outcome) {
+      case write_outcome::accepted: ++result.accepted; break;
+      case write_outcome::duplicate: ++result.duplicates; break;
+      default: ++result.ignored; break;
+    }
+    done_one();
+  }
+
+  void fail(caf::error err) {
+    if (!failure)
+      failure = std::move(err);
+    done_one();
+  }
+
+  void done_one() {
+    if (--remaining > 0)
+      return;
+    if (failure)
+      rp.deliver(make_error(ingest_errc::unavailable));
+    else
+      rp.deliver(result);
+  }
+};
+
+// Whose serial order an event joins: its customer's conversation, or for a
+// status without a customer, its message.
+conversation_key key_for(const routed_event& r) {
+  if (!r.ev.contact_key.empty())
+    return {r.workspace_id, r.ev.contact_key};
+  return {r.workspace_id, "msg:" + r.ev.message_id};
+}
+
+caf::actor target_for(router_actor* self, const conversation_key& key) {
+  auto& st = self->state;
+  auto& writer = st.writers[writer_for(key, st.writers.size())];
+  auto found = st.conversations.find(key);
+  if (found != st.conversations.end())
+    return found->second;
+  if (st.conversations.size() >= st.cfg.conversation_max)
+    return writer; // at the cap the writer, which serialises too, takes it
+  auto actor = self->spawn<caf::linked>(conversation, writer, st.cfg.conversation_idle, st.cfg.actor_timeout);
+  self->monitor(actor);
+  st.key_of.emplace(actor.address(), key);
+  st.conversations.emplace(key, actor);
+  return actor;
+}
+
+void send_event(router_actor* self, routed_event r, std::shared_ptr<tally> t, bool retry) {
+  auto& st = self->state;
+  auto key = key_for(r);
+  auto target = target_for(self, key);
+  auto timeout = st.cfg.actor_timeout + std::chrono::milliseconds(500);
+  auto copy = retry ? std::make_shared<routed_event>(r) : nullptr;
+  auto on_outcome = [=](write_outcome outcome) { t->add(outcome); };
+  auto on_error = [=](caf::error& err) {
+    // A conversation actor that stopped for idleness just before our
+    // request arrived: start a fresh one and send again, once.
+    if (copy && err == caf::sec::request_receiver_down) {
+      auto& st = self->state;
+      auto found = st.conversations.find(key);
+      if (found != st.conversations.end() && found->second == target) {
+        st.key_of.erase(target.address());
+        st.conversations.erase(found);
+      }
+      send_event(self, std::move(*copy), t, false);
+      return;
+    }
+    spdlog::warn("event {} not written: {}", copy ? copy->ev.message_id : std::string{"-"},
+                 self->system().render(err));
+    t->fail(std::move(err));
+  };
+  if (target == st.writers[writer_for(key, st.writers.size())])
+    self->request(target, timeout, persist_atom::value, std::move(r)).then(on_outcome, on_error);
+  else
+    self->request(target, timeout, ingest_atom::value, std::move(r)).then(on_outcome, on_error);
+}
+
+const std::vector<std::string>& secrets_for(const router_state& st, const workspace_entry* ws) {
+  if (ws != nullptr && ws->known && !ws->info.secrets.empty())
+    return ws->info.secrets;
+  return st.cfg.webhook_secrets;
+}
+
+bool signature_ok(const delivery& d, const std::vector<std::string>& secrets) {
+  return (!d.kapso_signature.empty() && signature_matches(d.body, d.kapso_signature, secrets))
+         || (!d.hub_signature.empty() && signature_matches(d.body, d.hub_signature, secrets));
+}
+
+// Every event's workspace must accept the signature; events of unknown
+// workspaces are checked against the global secrets when there are any.
+bool verify(const router_state& st, const delivery& d,
+            const std::vector<const workspace_entry*>& entries) {
+  std::vector<const std::vector<std::string>*> checked;
+  for (auto* ws : entries) {
+    const auto& secrets = secrets_for(st, ws);
+    bool known = ws != nullptr && ws->known;
+    if (secrets.empty()) {
+      if (known && !st.cfg.allow_unsigned)
+        return false;
+      continue;
+    }
+    if (std::find(checked.begin(), checked.end(), &secrets) != checked.end())
+      continue;
+    if (!signature_ok(d, secrets))
+      return false;
+    checked.push_back(&secrets);
+  }
+  return true;
+}
+
+void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
+  auto& st = self->state;
+  const auto& d = *job->d;
+  std::vector<const workspace_entry*> entries;
+  entries.reserve(d.events.size());
+  for (const auto& ev : d.events) {
+    auto found = st.workspaces.find(ev.phone_number_id);
+    entries.push_back(found == st.workspaces.end() ? nullptr : &found->second);
+  }
+  if (!verify(st, d, entries)) {
+    spdlog::warn("delivery rejected: signature missing or wrong ({} events)", d.events.size());
+    job->rp.deliver(make_error(ingest_errc::bad_signature));
+    return;
+  }
+  auto t = std::make_shared<tally>();
+  t->rp = job->rp;
+  t->result.ignored = d.malformed;
+  for (uint32_t i = 0; i < d.malformed; ++i)
+    metrics::global().count_event("malformed", write_outcome::ignored);
+  t->remaining = 1; // held until every event is sent
+  auto now = clock_type::now();
+  for (size_t i = 0; i < d.events.size(); ++i) {
+    const auto& ev = d.events[i];
+    auto* ws = entries[i];
+    if (ev.kind == event_kind::unknown) {
+      if (st.unknown_types_logged.insert(ev.event_type).second)
+        spdlog::info("event type '{}' is not handled: accepted and ignored", ev.event_type);
+      metrics::global().count_event(ev.event_type, write_outcome::ignored);
+      ++t->result.ignored;
+      continue;
+    }
+    if (ws == nullptr || !ws->known) {
+      auto& logged = st.unknown_logged[ev.phone_number_id];
+      if (logged == clock_type::time_point{} || now - logged >= st.cfg.unknown_log_period) {
+        logged = now;
+        spdlog::warn("phone_number_id {} matches no workspace: its events are ignored",
+                     ev.phone_number_id);
+      }
+      metrics::global().count_event(ev.event_type, write_outcome::ignored);
+      ++t->result.ignored;
+      continue;
+    }
+    if (ev.kind == event_kind::conversation_inactive) {
+      metrics::global().count_event(ev.event_type, write_outcome::accepted);
+      ++t->result.accepted;
+      continue;
+    }
+    routed_event r{ws->info.id, ev};
+    if (r.ev.timestamp == 0)
+      r.ev.timestamp = static_cast<int64_t>(std::time(nullptr));
+    ++t->remaining;
+    send_event(self, std::move(r), t, true);
+  }
+  t->done_one();
+}
+
+void wake(router_actor* self, const std::vector<std::string>& ids, bool ok) {
+  auto& st = self->state;
+  for (const auto& id : ids) {
+    auto found = st.waiting.find(id);
+    if (found == st.waiting.end())
+      continue;
+    auto jobs = std::move(found->second);
+    st.waiting.erase(found);
+    for (auto& job : jobs) {
+      if (!ok)
+        job->lookup_failed = true;
+      if (--job->lookups_left > 0)
+        continue;
+      if (job->lookup_failed)
+        job->rp.deliver(make_error(ingest_errc::unavailable));
+      else
+        process(self, job);
+    }
+  }
+}
+
+void look_up(router_actor* self, std::vector<std::string> ids) {
+  auto& st = self->state;
+  self->request(st.directory, st.cfg.actor_timeout, resolve_atom::value, ids)
+    .then(
+      [=](std::vector<workspace_info>& found) {
+        auto& st = self->state;
+        auto now = clock_type::now();
+        for (const auto& id : ids) {
+          auto& entry = st.workspaces[id];
+          entry.known = false;
+          entry.info = workspace_info{};
+          entry.fetched = now;
+          entry.refreshing = false;
+        }
+        for (auto& info : found) {
+          auto& entry = st.workspaces[info.phone_number_id];
+          entry.known = true;
+          entry.info = std::move(info);
+        }
+        metrics::global().workspace_cache_entries = static_cast<int64_t>(st.workspaces.size());
+        wake(self, ids, true);
+      },
+      [=](caf::error&) {
+        auto& st = self->state;
+        for (const auto& id : ids) {
+          auto found = st.workspaces.find(id);
+          if (found != st.workspaces.end())
+            found->second.refreshing = false;
+        }
+        wake(self, ids, false);
+      });
+}
+
+} // namespace
+
+caf::behavior router(router_actor* self, settings cfg, caf::actor directory,
+                     std::vector<caf::actor> writers) {
+  auto& st = self->state;
+  st.cfg = std::move(cfg);
+  st.directory = std::move(directory);
+  st.writers = std::move(writers);
+  self->set_down_handler([=](caf::down_msg& msg) {
+    auto& st = self->state;
+    auto found = st.key_of.find(msg.source);
+    if (found == st.key_of.end())
+      return;
+    auto conv = st.conversations.find(found->second);
+    if (conv != st.conversations.end() && conv->second.address() == msg.source)
+      st.conversations.erase(conv);
+    st.key_of.erase(found);
+  });
+  return {
+    [=](ingest_atom, delivery_ptr d) -> caf::result<delivery_result> {
+      auto& st = self->state;
+      auto job = std::make_shared<delivery_job>();
+      job->d = std::move(d);
+      job->rp = self->make_response_promise<delivery_result>();
+      auto now = clock_type::now();
+      std::vector<std::string> to_fetch;
+      std::vector<std::string> to_refresh;
+      for (const auto& ev : job->d->events) {
+        const auto& id = ev.phone_number_id;
+        auto found = st.workspaces.find(id);
+        bool fresh = found != st.workspaces.end()
+                     && now - found->second.fetched < st.cfg.workspace_cache_ttl;
+        if (fresh)
+          continue;
+        if (found != st.workspaces.end() && found->second.known) {
+          // Serve the known workspace; refresh its secrets in the background.
+          if (!found->second.refreshing) {
+            found->second.refreshing = true;
+            to_refresh.push_back(id);
+          }
+          continue;
+        }
+        auto& jobs = st.waiting[id];
+        if (std::find(jobs.begin(), jobs.end(), job) != jobs.end())
+          continue;
+        if (jobs.empty())
+          to_fetch.push_back(id);
+        jobs.push_back(job);
+        ++job->lookups_left;
+      }
+      if (!to_refresh.empty())
+        look_up(self, std::move(to_refresh));
+      if (!to_fetch.empty())
+        look_up(self, std::move(to_fetch));
+      if (job->lookups_left == 0)
+        process(self, job);
+      return job->rp;
+    },
+  };
+}
+
+} // namespace kapso

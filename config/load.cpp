@@ -1,0 +1,155 @@
+// Declares every option with its default and checks the values at start-up.
+#include "config/load.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+
+#include <caf/config_option_adder.hpp>
+
+#include "actors/protocol.hpp"
+
+namespace kapso {
+
+namespace {
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return value != nullptr && *value != '\0' ? std::string{value} : fallback;
+}
+
+// Returns "" when lo <= value <= hi, else the one-line complaint.
+std::string check_range(const char* option, int64_t value, int64_t lo, int64_t hi) {
+  if (value >= lo && value <= hi)
+    return {};
+  return "invalid configuration: " + std::string{option} + " = "
+         + std::to_string(value) + " (must be between " + std::to_string(lo)
+         + " and " + std::to_string(hi) + ")";
+}
+
+std::vector<std::string> split_list(const std::string& list) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= list.size()) {
+    auto end = list.find_first_of(", \t\n", start);
+    if (end == std::string::npos)
+      end = list.size();
+    if (end > start)
+      out.emplace_back(list.substr(start, end - start));
+    start = end + 1;
+  }
+  return out;
+}
+
+} // namespace
+
+ingest_config::ingest_config() {
+  add_error_category(caf::atom("kapso"), [](uint8_t code, caf::atom_value, const caf::message&) {
+    return std::string{"kapso: "} + to_string(static_cast<ingest_errc>(code));
+  });
+  auto& v = values;
+  opt_group{custom_options_, "http"}
+    .add(v.host, "host", "address to listen on (default 0.0.0.0)")
+    .add(port_, "port", "TCP port (default 8080)")
+    .add(http_threads_, "threads", "RESTinio I/O threads (default 1)")
+    .add(body_limit_, "body-limit", "largest accepted body in bytes; larger -> 413 (default 1048576)")
+    .add(max_in_flight_, "max-in-flight", "deliveries in the pipeline before 503 (default 4096)")
+    .add(request_timeout_ms_, "request-timeout-ms", "HTTP handling timeout, < Kapso's 10 s (default 8000)");
+  opt_group{custom_options_, "security"}
+    .add(secrets_, "secrets", "global webhook secrets, comma-separated (env KAPSO_WEBHOOK_SECRET)")
+    .add(v.verify_token, "verify-token", "GET verification token (env KAPSO_VERIFY_TOKEN)")
+    .add(v.allow_unsigned, "allow-unsigned", "accept requests when no secret applies (default false)");
+  opt_group{custom_options_, "router"}
+    .add(actor_timeout_ms_, "timeout-ms", "router/conversation/persistence request timeout (default 6000)")
+    .add(cache_ttl_ms_, "workspace-cache-ttl-ms", "workspace cache entry lifetime; a new workspace works after at most this (default 500)")
+    .add(unknown_log_period_ms_, "unknown-log-period-ms", "log an unknown phone_number_id once per period (default 60000)");
+  opt_group{custom_options_, "conversation"}
+    .add(idle_ms_, "idle-ms", "stop a conversation actor after this idle time (default 5000)")
+    .add(conversation_max_, "max", "most live conversation actors (default 100000)");
+  opt_group{custom_options_, "persistence"}
+    .add(v.database_url, "database-url", "PostgreSQL URL (env DATABASE_URL)")
+    .add(writers_, "writers", "persistence actors, one connection each (default 2)")
+    .add(batch_max_, "batch-max", "most events per transaction (default 500)")
+    .add(flush_interval_ms_, "flush-interval-ms", "wait before committing a batch; 0 = as soon as queued writes are drained (default 0)")
+    .add(statement_timeout_ms_, "statement-timeout-ms", "PostgreSQL statement_timeout (default 2000)")
+    .add(commit_timeout_ms_, "commit-timeout-ms", "time a batch may take to commit before it is spooled (default 3000)")
+    .add(v.migrate_on_start, "migrate-on-start", "apply migrations at start-up (default true)");
+  opt_group{custom_options_, "spool"}
+    .add(v.spool_dir, "dir", "directory of the outage spool; empty = disabled (default spool)")
+    .add(spool_max_bytes_, "max-bytes", "spool size limit; full -> 503 (default 1 GiB)")
+    .add(spool_replay_ms_, "replay-interval-ms", "how often a non-empty spool is replayed (default 1000)");
+  opt_group{custom_options_, "phone"}
+    .add(v.default_region, "default-region", "region for numbers without country code (default US)");
+  opt_group{custom_options_, "log"}
+    .add(v.log_level, "level", "trace, debug, info, warn, error (default info)");
+  opt_group{custom_options_, "workspace"}
+    .add(workspace.name, "name", "register-workspace: name")
+    .add(workspace.slug, "slug", "register-workspace: slug")
+    .add(workspace.phone_number_id, "phone-number-id", "register-workspace: Kapso phone_number_id")
+    .add(workspace.secret, "secret", "register-workspace: its own webhook secret (optional)");
+}
+
+std::string ingest_config::finish() {
+  auto& v = values;
+  v.database_url = v.database_url.empty() ? env_or("DATABASE_URL", "") : v.database_url;
+  v.webhook_secrets = split_list(secrets_.empty() ? env_or("KAPSO_WEBHOOK_SECRET", "") : secrets_);
+  v.verify_token = v.verify_token.empty() ? env_or("KAPSO_VERIFY_TOKEN", "") : v.verify_token;
+  const std::pair<const char*, std::string> checks[] = {
+    {"http.port", check_range("http.port", port_, 0, 65535)},
+    {"http.threads", check_range("http.threads", http_threads_, 1, 64)},
+    {"http.body-limit", check_range("http.body-limit", body_limit_, 64, 256ll << 20)},
+    {"http.max-in-flight", check_range("http.max-in-flight", max_in_flight_, 1, 1000000)},
+    {"http.request-timeout-ms", check_range("http.request-timeout-ms", request_timeout_ms_, 100, 9500)},
+    {"router.timeout-ms", check_range("router.timeout-ms", actor_timeout_ms_, 50, 9000)},
+    {"router.workspace-cache-ttl-ms", check_range("router.workspace-cache-ttl-ms", cache_ttl_ms_, 0, 1000)},
+    {"router.unknown-log-period-ms", check_range("router.unknown-log-period-ms", unknown_log_period_ms_, 0, 86400000)},
+    {"conversation.idle-ms", check_range("conversation.idle-ms", idle_ms_, 10, 86400000)},
+    {"conversation.max", check_range("conversation.max", conversation_max_, 0, 10000000)},
+    {"persistence.writers", check_range("persistence.writers", writers_, 1, 64)},
+    {"persistence.batch-max", check_range("persistence.batch-max", batch_max_, 1, 100000)},
+    {"persistence.flush-interval-ms", check_range("persistence.flush-interval-ms", flush_interval_ms_, 0, 1000)},
+    {"persistence.statement-timeout-ms", check_range("persistence.statement-timeout-ms", statement_timeout_ms_, 10, 60000)},
+    {"persistence.commit-timeout-ms", check_range("persistence.commit-timeout-ms", commit_timeout_ms_, 10, 60000)},
+    {"spool.max-bytes", check_range("spool.max-bytes", spool_max_bytes_, 0, 1ll << 50)},
+    {"spool.replay-interval-ms", check_range("spool.replay-interval-ms", spool_replay_ms_, 10, 3600000)},
+  };
+  for (const auto& [name, complaint] : checks)
+    if (!complaint.empty())
+      return complaint;
+  // Timeouts must nest so that an inner failure is reported before the
+  // outer layer gives up: flush + commit < actor request < HTTP < Kapso.
+  if (flush_interval_ms_ + commit_timeout_ms_ >= actor_timeout_ms_)
+    return "invalid configuration: router.timeout-ms = " + std::to_string(actor_timeout_ms_)
+           + " (must exceed persistence.flush-interval-ms + persistence.commit-timeout-ms = "
+           + std::to_string(flush_interval_ms_ + commit_timeout_ms_) + ")";
+  if (actor_timeout_ms_ + 1000 > request_timeout_ms_)
+    return "invalid configuration: http.request-timeout-ms = " + std::to_string(request_timeout_ms_)
+           + " (must exceed router.timeout-ms + 1000 = " + std::to_string(actor_timeout_ms_ + 1000) + ")";
+  static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
+  if (std::find(std::begin(levels), std::end(levels), v.log_level) == std::end(levels))
+    return "invalid configuration: log.level = " + v.log_level
+           + " (must be trace, debug, info, warn, error, critical or off)";
+  if (v.default_region.size() != 2)
+    return "invalid configuration: phone.default-region = " + v.default_region
+           + " (must be a two-letter region code such as US)";
+  using ms = std::chrono::milliseconds;
+  v.port = static_cast<uint16_t>(port_);
+  v.http_threads = static_cast<size_t>(http_threads_);
+  v.body_limit = static_cast<size_t>(body_limit_);
+  v.max_in_flight = static_cast<size_t>(max_in_flight_);
+  v.request_timeout = ms{request_timeout_ms_};
+  v.actor_timeout = ms{actor_timeout_ms_};
+  v.workspace_cache_ttl = ms{cache_ttl_ms_};
+  v.unknown_log_period = ms{unknown_log_period_ms_};
+  v.conversation_idle = ms{idle_ms_};
+  v.conversation_max = static_cast<size_t>(conversation_max_);
+  v.writers = static_cast<size_t>(writers_);
+  v.batch_max = static_cast<size_t>(batch_max_);
+  v.flush_interval = ms{flush_interval_ms_};
+  v.statement_timeout = ms{statement_timeout_ms_};
+  v.commit_timeout = ms{commit_timeout_ms_};
+  v.spool_max_bytes = static_cast<size_t>(spool_max_bytes_);
+  v.spool_replay_interval = ms{spool_replay_ms_};
+  return {};
+}
+
+} // namespace kapso

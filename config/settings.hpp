@@ -1,0 +1,53 @@
+// One plain struct holding every tunable of kapso-ingest, filled by config/.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace kapso {
+
+struct settings {
+  // http
+  std::string host = "0.0.0.0";
+  uint16_t port = 8080;
+  size_t http_threads = 1;               // RESTinio's asio threads
+  size_t body_limit = 1024 * 1024;       // bytes; larger -> 413
+  size_t max_in_flight = 4096;           // deliveries in the pipeline; more -> 503
+  std::chrono::milliseconds request_timeout{8000}; // HTTP handling, < Kapso's 10 s
+
+  // security
+  std::vector<std::string> webhook_secrets; // global; several during rotation
+  std::string verify_token;                 // GET verification; empty = none
+  bool allow_unsigned = false;              // accept when no secret applies
+
+  // router / conversations
+  std::chrono::milliseconds actor_timeout{6000};     // router/conversation requests
+  std::chrono::milliseconds workspace_cache_ttl{500};
+  std::chrono::milliseconds unknown_log_period{60000};
+  std::chrono::milliseconds conversation_idle{5000};
+  size_t conversation_max = 100000;          // live conversation actors
+
+  // persistence
+  std::string database_url;
+  size_t writers = 2;                        // persistence actors, one connection each
+  size_t batch_max = 500;                    // events per transaction
+  std::chrono::milliseconds flush_interval{0}; // 0 = when queued writes are drained
+  std::chrono::milliseconds statement_timeout{2000};
+  std::chrono::milliseconds commit_timeout{3000};
+  bool migrate_on_start = true;
+
+  // spool
+  std::string spool_dir = "spool";           // empty = spool disabled
+  size_t spool_max_bytes = 1024ull * 1024 * 1024;
+  std::chrono::milliseconds spool_replay_interval{1000};
+
+  // phones
+  std::string default_region = "US";
+
+  // logging
+  std::string log_level = "info";
+};
+
+} // namespace kapso

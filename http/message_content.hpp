@@ -1,0 +1,27 @@
+// What one WhatsApp message shows in the inbox: content, preview, metadata.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+namespace kapso {
+
+// Maximum preview length in code points (conversations.last_message_preview).
+constexpr size_t preview_chars = 100;
+
+struct message_content {
+  std::string type;      // message.type, "text" when absent
+  std::string content;   // messages.content: text, caption or a "[Label]"
+  std::string preview;   // content cut to one line of preview_chars
+  std::string media_url; // kapso.media_url, else the media object's link/url
+  // Reply context, media details and the per-type structured data.
+  nlohmann::json metadata = nlohmann::json::object();
+};
+
+// Reads a WhatsApp message object (Meta's shape, optionally with Kapso's
+// `kapso` extension). Never fails: unknown shapes become
+// "[Unsupported message]".
+message_content describe_message(const nlohmann::json& message);
+
+} // namespace kapso

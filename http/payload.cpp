@@ -1,0 +1,570 @@
+// Kapso v2 single/batch and Meta-forward webhook bodies -> parsed events.
+#include "http/payload.hpp"
+
+#include <cctype>
+#include <initializer_list>
+
+#include "http/json_fields.hpp"
+#include "http/message_content.hpp"
+#include "http/phone.hpp"
+#include "http/timestamp.hpp"
+
+namespace kapso {
+
+namespace {
+
+using json = nlohmann::json;
+using namespace json_fields;
+
+constexpr std::string_view type_received = "whatsapp.message.received";
+constexpr std::string_view type_sent = "whatsapp.message.sent";
+constexpr std::string_view status_type_prefix = "whatsapp.message.";
+
+constexpr std::string_view v1_error
+  = "Kapso v1 payloads (whatsapp_config) are not supported; send payload version v2";
+
+// What an event type string asks for, and the message status it implies.
+struct classification {
+  event_kind kind;
+  const char* status;
+};
+
+classification classify(std::string_view type) {
+  if (type == type_received)
+    return {event_kind::message_received, "received"};
+  if (type == type_sent)
+    return {event_kind::message_sent, "sent"};
+  if (type == "whatsapp.message.delivered")
+    return {event_kind::message_status, "delivered"};
+  if (type == "whatsapp.message.read")
+    return {event_kind::message_status, "read"};
+  if (type == "whatsapp.message.failed")
+    return {event_kind::message_status, "failed"};
+  if (type == "whatsapp.conversation.created")
+    return {event_kind::conversation_created, ""};
+  if (type == "whatsapp.conversation.ended")
+    return {event_kind::conversation_ended, ""};
+  if (type == "whatsapp.conversation.inactive")
+    return {event_kind::conversation_inactive, ""};
+  return {event_kind::unknown, ""};
+}
+
+bool is_message_kind(event_kind kind) {
+  return kind == event_kind::message_received || kind == event_kind::message_sent
+         || kind == event_kind::message_status;
+}
+
+bool is_delivery_status(std::string_view status) {
+  return status == "sent" || status == "delivered" || status == "read"
+         || status == "failed";
+}
+
+std::string first_non_empty(std::initializer_list<std::string> candidates) {
+  for (const auto& candidate : candidates)
+    if (!candidate.empty())
+      return candidate;
+  return {};
+}
+
+std::string trimmed(std::string_view text) {
+  while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
+    text.remove_prefix(1);
+  while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
+    text.remove_suffix(1);
+  return std::string{text};
+}
+
+bool header_flag(std::string_view value) {
+  auto text = trimmed(value);
+  for (auto& c : text)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return text == "true" || text == "1";
+}
+
+std::string digits_of(std::string_view text) {
+  std::string out;
+  for (auto c : text)
+    if (c >= '0' && c <= '9')
+      out += c;
+  return out;
+}
+
+int64_t timestamp_of(const json* value) {
+  if (value == nullptr)
+    return 0;
+  if (value->is_number_unsigned())
+    return epoch_seconds(static_cast<int64_t>(value->get<uint64_t>()));
+  if (value->is_number_integer())
+    return epoch_seconds(value->get<int64_t>());
+  if (value->is_number_float())
+    return epoch_seconds(static_cast<int64_t>(value->get<double>()));
+  if (value->is_string())
+    return unix_seconds(value->get<std::string>());
+  return 0;
+}
+
+// The customer, from candidate fields in order of preference.
+struct identity_sources {
+  std::vector<std::string> phones;
+  std::vector<std::string> bsuids;
+  std::vector<std::string> usernames;
+};
+
+void set_identity(event& ev, const identity_sources& sources,
+                  const parse_options& options) {
+  for (const auto& raw : sources.phones) {
+    if (raw.empty())
+      continue;
+    ev.contact_phone = normalise_phone(raw, options.default_region);
+    if (!ev.contact_phone.empty())
+      break;
+  }
+  for (const auto& bsuid : sources.bsuids)
+    if (!bsuid.empty()) {
+      ev.contact_bsuid = bsuid;
+      break;
+    }
+  for (const auto& username : sources.usernames)
+    if (!username.empty()) {
+      ev.contact_username = username;
+      break;
+    }
+  if (!ev.contact_phone.empty())
+    ev.contact_key = ev.contact_phone;
+  else if (!ev.contact_bsuid.empty())
+    ev.contact_key = "bsuid:" + ev.contact_bsuid;
+  else if (!ev.contact_username.empty())
+    ev.contact_key = "username:" + ev.contact_username;
+}
+
+// Content, preview, type, timestamp and metadata of a message object.
+// `extra` holds envelope fields (origin, conversation ids) for the metadata.
+void set_message(event& ev, const json& message, const json& extra) {
+  auto content = describe_message(message);
+  ev.timestamp = timestamp_of(value_at(&message, "timestamp"));
+  ev.message_type = std::move(content.type);
+  ev.content = std::move(content.content);
+  ev.preview = std::move(content.preview);
+  ev.media_url = std::move(content.media_url);
+  for (const auto& [key, value] : extra.items())
+    content.metadata[key] = value;
+  ev.metadata_json = compact(content.metadata);
+}
+
+// Kapso puts a failed message's error in one of three places.
+std::string kapso_error(const json& message) {
+  auto* kapso = object_at(&message, "kapso");
+  if (auto* error = value_at(kapso, "error")) {
+    if (error->is_object() || error->is_array())
+      return compact(*error);
+    if (error->is_string())
+      return compact(json{{"message", *error}});
+  }
+  if (auto* errors = array_at(&message, "errors"); errors && !errors->empty())
+    return compact(*errors);
+  if (auto* statuses = array_at(kapso, "statuses")) {
+    // The newest status carrying errors is the one that failed.
+    for (auto i = statuses->rbegin(); i != statuses->rend(); ++i)
+      if (auto* errors = array_at(&*i, "errors"); errors && !errors->empty())
+        return compact(*errors);
+  }
+  return {};
+}
+
+// Reads one Kapso v2 event object (the whole body, or one batch element).
+// Returns why the event is malformed, or "" when `ev` is filled.
+std::string read_kapso_event(const json& obj, std::string type,
+                             const std::string& fallback_phone_number_id,
+                             const parse_options& options, event& ev) {
+  auto* message = object_at(&obj, "message");
+  auto* conversation = object_at(&obj, "conversation");
+  auto* kapso = object_at(message, "kapso");
+  if (type.empty()) {
+    auto direction = text_at(kapso, "direction");
+    if (direction == "inbound")
+      type = type_received;
+    else if (direction == "outbound")
+      type = type_sent;
+    else
+      return "no event type (X-Webhook-Event, event, type) and "
+             "message.kapso.direction is neither inbound nor outbound";
+  }
+  auto [kind, status] = classify(type);
+  ev.kind = kind;
+  ev.event_type = std::move(type);
+  ev.phone_number_id = first_non_empty({text_at(&obj, "phone_number_id"),
+                                        text_at(conversation, "phone_number_id"),
+                                        fallback_phone_number_id});
+  if (kind == event_kind::unknown)
+    return {};
+  if (ev.phone_number_id.empty())
+    return "phone_number_id missing (top level and conversation)";
+  if (is_message_kind(kind)) {
+    if (message == nullptr)
+      return ev.event_type + " without a message object";
+    ev.message_id = text_at(message, "id");
+    if (ev.message_id.empty())
+      return ev.event_type + " without message.id";
+  }
+  bool inbound = kind == event_kind::message_received;
+  identity_sources sources;
+  sources.phones.push_back(text_at(conversation, "phone_number"));
+  sources.bsuids.push_back(text_at(conversation, "business_scoped_user_id"));
+  sources.bsuids.push_back(text_at(message, "business_scoped_user_id"));
+  if (inbound) {
+    sources.phones.push_back(text_at(message, "from"));
+    sources.bsuids.push_back(text_at(message, "from_user_id"));
+  } else {
+    sources.phones.push_back(text_at(message, "to"));
+    sources.phones.push_back(text_at(message, "recipient_id"));
+    sources.bsuids.push_back(text_at(message, "to_user_id"));
+    sources.bsuids.push_back(text_at(message, "recipient_user_id"));
+  }
+  sources.usernames = {text_at(conversation, "username"), text_at(message, "username")};
+  set_identity(ev, sources, options);
+  if (ev.contact_key.empty() && kind != event_kind::conversation_inactive)
+    return ev.event_type + " without a customer identity (phone number, "
+                           "business_scoped_user_id or username)";
+  ev.contact_name = first_non_empty({text_at(kapso, "contact_name"),
+                                     text_at(conversation, "contact_name"),
+                                     text_at(object_at(conversation, "kapso"),
+                                             "contact_name")});
+  ev.whatsapp_conversation_id = first_non_empty(
+    {text_at(kapso, "whatsapp_conversation_id"), text_at(conversation, "id")});
+  if (!is_message_kind(kind))
+    return {};
+  auto origin = text_at(kapso, "origin");
+  if (inbound) {
+    ev.direction = "inbound";
+    ev.sender_type = "contact";
+    ev.status = status;
+  } else {
+    ev.direction = "outbound";
+    // Sent from the WhatsApp Business app means a person typed it.
+    ev.sender_type = origin == "business_app" ? "user" : "bot";
+    auto kapso_status = text_at(kapso, "status");
+    if (kind == event_kind::message_sent && is_delivery_status(kapso_status))
+      ev.status = kapso_status;
+    else
+      ev.status = kind == event_kind::message_sent ? "sent" : status;
+    if (ev.status == "failed")
+      ev.status_error_json = kapso_error(*message);
+  }
+  json extra = json::object();
+  if (!ev.whatsapp_conversation_id.empty())
+    extra["whatsapp_conversation_id"] = ev.whatsapp_conversation_id;
+  if (!origin.empty())
+    extra["origin"] = origin;
+  // A message first seen already failed keeps its error where a failed
+  // status would have put it.
+  if (kind == event_kind::message_sent && !ev.status_error_json.empty())
+    extra["error"] = json::parse(ev.status_error_json);
+  set_message(ev, *message, extra);
+  return {};
+}
+
+// -- Meta forward ---------------------------------------------------------------
+
+// Collects events from Meta's raw webhook; malformed ones are counted.
+class meta_reader {
+public:
+  meta_reader(const parse_options& options, parse_result& result)
+    : options_(options), result_(result) {
+    // nop
+  }
+
+  void read(const json& entries) {
+    size_t entry_index = 0;
+    for (const auto& entry : entries) {
+      auto where = "entry[" + std::to_string(entry_index++) + "]";
+      auto* changes = array_at(&entry, "changes");
+      if (changes == nullptr) {
+        skip(where, "no changes array");
+        continue;
+      }
+      size_t change_index = 0;
+      for (const auto& change : *changes)
+        read_change(change, where + ".changes[" + std::to_string(change_index++) + "]");
+    }
+  }
+
+private:
+  void skip(const std::string& where, const std::string& why) {
+    ++result_.parsed.malformed;
+    result_.skipped.push_back(where + ": " + why);
+  }
+
+  void read_change(const json& change, const std::string& where) {
+    auto field = text_at(&change, "field");
+    auto* value = object_at(&change, "value");
+    if (value == nullptr) {
+      skip(where, "no value object");
+      return;
+    }
+    auto* metadata = object_at(value, "metadata");
+    change_scope scope{value, text_at(metadata, "phone_number_id"),
+                       digits_of(text_at(metadata, "display_phone_number")),
+                       array_at(value, "contacts")};
+    bool echo_field = field == "message_echoes" || field == "smb_message_echoes";
+    if (field != "messages" && !echo_field) {
+      // Template, account and quality updates are not inbox events: counted
+      // as ignored so they show up in metrics.
+      event ev;
+      ev.kind = event_kind::unknown;
+      ev.event_type = field.empty() ? std::string{"meta.unknown"} : field;
+      ev.phone_number_id = scope.phone_number_id;
+      result_.parsed.events.push_back(std::move(ev));
+      return;
+    }
+    for (auto key : {"messages", "message_echoes"})
+      if (auto* messages = array_at(value, key)) {
+        size_t index = 0;
+        for (const auto& message : *messages)
+          read_message(scope, message,
+                       echo_field || std::string_view{key} == "message_echoes",
+                       where + "." + key + "[" + std::to_string(index++) + "]");
+      }
+    if (auto* statuses = array_at(value, "statuses")) {
+      size_t index = 0;
+      for (const auto& status : *statuses)
+        read_status(scope, status, where + ".statuses[" + std::to_string(index++) + "]");
+    }
+  }
+
+  // What every event of one change shares.
+  struct change_scope {
+    const json* value;
+    std::string phone_number_id;
+    std::string display_digits; // the business number, digits only
+    const json* contacts;
+  };
+
+  // The contacts[] entry for a customer: matched by wa_id or user id, else
+  // the first one (Meta sends one contact per message in practice).
+  static const json* find_contact(const change_scope& scope, const std::string& wa_id,
+                                  const std::string& user_id) {
+    if (scope.contacts == nullptr || scope.contacts->empty())
+      return nullptr;
+    auto wanted = digits_of(wa_id);
+    for (const auto& contact : *scope.contacts) {
+      if (!wanted.empty() && digits_of(text_at(&contact, "wa_id")) == wanted)
+        return &contact;
+      if (!user_id.empty() && text_at(&contact, "user_id") == user_id)
+        return &contact;
+    }
+    const auto& first = scope.contacts->front();
+    return first.is_object() ? &first : nullptr;
+  }
+
+  void read_message(const change_scope& scope, const json& message, bool echo_field,
+                    const std::string& where) {
+    if (!message.is_object()) {
+      skip(where, "message is not an object");
+      return;
+    }
+    auto from = text_at(&message, "from");
+    // Meta reports messages sent from the business number itself (coexistence
+    // with the WhatsApp Business app) as echoes.
+    bool echo = echo_field
+                || (!scope.display_digits.empty() && digits_of(from) == scope.display_digits);
+    event ev;
+    ev.kind = echo ? event_kind::message_sent : event_kind::message_received;
+    ev.event_type = echo ? type_sent : type_received;
+    ev.phone_number_id = scope.phone_number_id;
+    if (ev.phone_number_id.empty()) {
+      skip(where, "no metadata.phone_number_id");
+      return;
+    }
+    ev.message_id = text_at(&message, "id");
+    if (ev.message_id.empty()) {
+      skip(where, "message without id");
+      return;
+    }
+    auto customer = echo ? text_at(&message, "to") : from;
+    auto customer_user_id = echo ? first_non_empty({text_at(&message, "to_user_id"),
+                                                    text_at(&message, "recipient_user_id")})
+                                 : text_at(&message, "from_user_id");
+    auto* contact = find_contact(scope, customer, customer_user_id);
+    identity_sources sources;
+    sources.phones = {customer, text_at(contact, "wa_id")};
+    sources.bsuids = {customer_user_id, text_at(contact, "user_id")};
+    auto* profile = object_at(contact, "profile");
+    sources.usernames = {text_at(profile, "username"), text_at(contact, "username")};
+    set_identity(ev, sources, options_);
+    if (ev.contact_key.empty()) {
+      skip(where, "message without a customer identity");
+      return;
+    }
+    ev.contact_name = text_at(profile, "name");
+    json extra = json::object();
+    if (echo_field)
+      extra["origin"] = "business_app";
+    set_message(ev, message, extra);
+    if (echo) {
+      ev.direction = "outbound";
+      ev.sender_type = echo_field ? "user" : "bot";
+      ev.status = "sent";
+    } else {
+      ev.direction = "inbound";
+      ev.sender_type = "contact";
+      ev.status = "received";
+    }
+    result_.parsed.events.push_back(std::move(ev));
+  }
+
+  void read_status(const change_scope& scope, const json& status, const std::string& where) {
+    if (!status.is_object()) {
+      skip(where, "status is not an object");
+      return;
+    }
+    event ev;
+    ev.status = text_at(&status, "status");
+    if (ev.status.empty()) {
+      skip(where, "status without status");
+      return;
+    }
+    ev.event_type = std::string{status_type_prefix} + ev.status;
+    ev.phone_number_id = scope.phone_number_id;
+    if (!is_delivery_status(ev.status)) {
+      // "deleted", "warning", ...: nothing to advance.
+      ev.kind = event_kind::unknown;
+      ev.status.clear();
+      result_.parsed.events.push_back(std::move(ev));
+      return;
+    }
+    ev.kind = event_kind::message_status;
+    if (ev.phone_number_id.empty()) {
+      skip(where, "no metadata.phone_number_id");
+      return;
+    }
+    ev.message_id = text_at(&status, "id");
+    if (ev.message_id.empty()) {
+      skip(where, "status without id");
+      return;
+    }
+    auto recipient = text_at(&status, "recipient_id");
+    auto recipient_user_id = text_at(&status, "recipient_user_id");
+    auto* contact = find_contact(scope, recipient, recipient_user_id);
+    identity_sources sources;
+    sources.phones = {recipient, text_at(contact, "wa_id")};
+    sources.bsuids = {recipient_user_id, text_at(contact, "user_id")};
+    sources.usernames = {text_at(&status, "recipient_username")};
+    set_identity(ev, sources, options_);
+    if (ev.contact_key.empty()) {
+      skip(where, "status without a recipient");
+      return;
+    }
+    ev.timestamp = timestamp_of(value_at(&status, "timestamp"));
+    ev.direction = "outbound";
+    json metadata = json::object();
+    for (auto key : {"conversation", "pricing", "biz_opaque_callback_data"})
+      if (auto* value = value_at(&status, key))
+        metadata[key] = *value;
+    ev.metadata_json = compact(metadata);
+    if (ev.status == "failed")
+      if (auto* errors = array_at(&status, "errors"); errors && !errors->empty())
+        ev.status_error_json = compact(*errors);
+    result_.parsed.events.push_back(std::move(ev));
+  }
+
+  const parse_options& options_;
+  parse_result& result_;
+};
+
+// -- the three forms --------------------------------------------------------------
+
+parse_result failure(std::string why) {
+  parse_result result;
+  result.error = std::move(why);
+  return result;
+}
+
+parse_result read_batch(const json& body, const json& data, const std::string& outer_type,
+                        const parse_options& options) {
+  parse_result result;
+  result.ok = true;
+  auto fallback_phone_number_id = text_at(&body, "phone_number_id");
+  size_t index = 0;
+  for (const auto& element : data) {
+    auto where = "data[" + std::to_string(index++) + "]";
+    if (!element.is_object()) {
+      ++result.parsed.malformed;
+      result.skipped.push_back(where + ": not an object");
+      continue;
+    }
+    auto type = first_non_empty({text_at(&element, "event"), text_at(&element, "type"),
+                                 outer_type});
+    event ev;
+    auto why = read_kapso_event(element, std::move(type), fallback_phone_number_id,
+                                options, ev);
+    if (!why.empty()) {
+      ++result.parsed.malformed;
+      result.skipped.push_back(where + ": " + why);
+      continue;
+    }
+    result.parsed.events.push_back(std::move(ev));
+  }
+  return result;
+}
+
+} // namespace
+
+parse_result parse_delivery(std::string_view body, const delivery_headers& headers,
+                            const parse_options& options) {
+  auto root = json::parse(body.begin(), body.end(), nullptr, false);
+  if (root.is_discarded())
+    return failure("body is not valid JSON");
+  if (!root.is_object())
+    return failure("body is not a JSON object");
+  if (value_at(&root, "whatsapp_config") != nullptr)
+    return failure(std::string{v1_error});
+  if (auto* object = value_at(&root, "object")) {
+    if (!object->is_string() || object->get<std::string>() != "whatsapp_business_account")
+      return failure("Meta webhook body whose object is not whatsapp_business_account");
+    auto* entries = array_at(&root, "entry");
+    if (entries == nullptr)
+      return failure("Meta webhook body without an entry array");
+    parse_result result;
+    result.ok = true;
+    result.parsed.meta_forward = true;
+    meta_reader{options, result}.read(*entries);
+    return result;
+  }
+  auto header_type = trimmed(headers.event_type);
+  auto outer_type = first_non_empty({header_type, text_at(&root, "event"),
+                                     text_at(&root, "type")});
+  bool batch = flag_at(&root, "batch") || header_flag(headers.batch);
+  if (auto* data = array_at(&root, "data"); batch && data != nullptr)
+    return read_batch(root, *data, outer_type, options);
+  if (flag_at(&root, "batch"))
+    return failure("batch body without a data array");
+  bool has_event = object_at(&root, "message") != nullptr
+                   || object_at(&root, "conversation") != nullptr;
+  if (!has_event) {
+    // Event types we do not handle (project events, future additions) come
+    // in their own shapes: acknowledge them so Kapso does not retry.
+    if (!outer_type.empty() && classify(outer_type).kind == event_kind::unknown) {
+      event ev;
+      ev.event_type = outer_type;
+      ev.phone_number_id = text_at(&root, "phone_number_id");
+      parse_result result;
+      result.ok = true;
+      result.parsed.events.push_back(std::move(ev));
+      return result;
+    }
+    if (!outer_type.empty())
+      return failure(outer_type + " body without a message or conversation object");
+    return failure("body is neither a Kapso v2 event, a Kapso v2 batch nor a "
+                   "Meta webhook");
+  }
+  event ev;
+  auto why = read_kapso_event(root, outer_type, {}, options, ev);
+  if (!why.empty())
+    return failure("malformed event: " + why);
+  parse_result result;
+  result.ok = true;
+  result.parsed.events.push_back(std::move(ev));
+  return result;
+}
+
+} // namespace kapso

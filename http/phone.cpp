@@ -1,0 +1,108 @@
+// Phone numbers to E.164 with libphonenumber; masking for logs.
+#include "http/phone.hpp"
+
+#include <phonenumbers/logger.h>
+#include <phonenumbers/phonenumber.pb.h>
+#include <phonenumbers/phonenumberutil.h>
+
+namespace kapso {
+
+namespace {
+
+using i18n::phonenumbers::NullLogger;
+using i18n::phonenumbers::PhoneNumber;
+using i18n::phonenumbers::PhoneNumberUtil;
+
+// Longer input is not a phone number; bounding it keeps parsing cheap.
+constexpr size_t max_raw_length = 40;
+
+// WhatsApp's wa_id is the international number without "+": bare digits
+// longer than a national (10-digit) number are read that way. Formatted
+// input ("(11) 98765-4321") was written by a person and is national.
+constexpr size_t max_national_digits = 10;
+
+const PhoneNumberUtil& phone_util() {
+  // Silence the library's stdout logger once, before first use; the magic
+  // static makes this thread-safe.
+  static const PhoneNumberUtil* util = [] {
+    auto* instance = PhoneNumberUtil::GetInstance();
+    instance->SetLogger(new NullLogger);
+    return instance;
+  }();
+  return *util;
+}
+
+bool is_ignorable(char c) {
+  return c == ' ' || c == '-' || c == '(' || c == ')' || c == '.' || c == '\t';
+}
+
+bool is_digit(char c) {
+  return c >= '0' && c <= '9';
+}
+
+// "+digits" or "digits", or "" when `raw` holds anything but digits, one
+// leading plus and the usual separators (letters would otherwise be read as
+// a vanity number by libphonenumber).
+std::string strip(std::string_view raw) {
+  std::string out;
+  for (auto c : raw) {
+    if (is_digit(c))
+      out += c;
+    else if (c == '+' && out.empty())
+      out += c;
+    else if (!is_ignorable(c))
+      return {};
+  }
+  return out;
+}
+
+std::string parse_e164(const std::string& number, const std::string& region) {
+  const auto& util = phone_util();
+  PhoneNumber parsed;
+  if (util.Parse(number, region, &parsed) != PhoneNumberUtil::NO_PARSING_ERROR)
+    return {};
+  // Test and fictional numbers (555) are possible but not valid: accept them.
+  if (!util.IsPossibleNumber(parsed))
+    return {};
+  std::string out;
+  util.Format(parsed, PhoneNumberUtil::E164, &out);
+  return out;
+}
+
+} // namespace
+
+std::string normalise_phone(std::string_view raw, const std::string& default_region) {
+  while (!raw.empty() && (raw.front() == ' ' || raw.front() == '\t'))
+    raw.remove_prefix(1);
+  while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t'))
+    raw.remove_suffix(1);
+  if (raw.size() > max_raw_length)
+    return {};
+  auto number = strip(raw);
+  if (number.empty() || number == "+")
+    return {};
+  if (number.compare(0, 2, "00") == 0)
+    number.replace(0, 2, "+");
+  if (number.front() == '+')
+    return parse_e164(number, "ZZ");
+  if (number.size() > max_national_digits && number.size() == raw.size()) {
+    auto international = parse_e164("+" + number, "ZZ");
+    if (!international.empty())
+      return international;
+  }
+  return parse_e164(number, default_region);
+}
+
+std::string mask_phone(std::string_view phone) {
+  // Keep the country code and a few digits for debugging, never the number.
+  constexpr size_t kept_tail = 2;
+  size_t kept_head = !phone.empty() && phone.front() == '+' ? 5 : 4;
+  std::string out(phone);
+  if (phone.size() <= kept_head + kept_tail + 2)
+    return std::string(phone.size(), '*');
+  for (size_t i = kept_head; i < phone.size() - kept_tail; ++i)
+    out[i] = '*';
+  return out;
+}
+
+} // namespace kapso

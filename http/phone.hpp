@@ -1,0 +1,17 @@
+// Phone numbers to E.164 with libphonenumber.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace kapso {
+
+// E.164 form ("+15551234567") of `raw`, or "" when `raw` is not a phone
+// number. Bare digits without "+" longer than 10 are read as international
+// (WhatsApp's wa_id form); shorter or formatted ones in `default_region`.
+std::string normalise_phone(std::string_view raw, const std::string& default_region);
+
+// "+1555*****67" (country code and the last two digits): safe to log.
+std::string mask_phone(std::string_view phone);
+
+} // namespace kapso

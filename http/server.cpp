@@ -1,0 +1,243 @@
+// Request handling: limits, parsing and answers; the database is never
+// touched here, the request handle never leaves this file's closures.
+#include "http/server.hpp"
+
+#include <restinio/all.hpp>
+#include <spdlog/spdlog.h>
+
+#include "actors/metrics.hpp"
+#include "actors/protocol.hpp"
+#include "http/answers.hpp"
+#include "http/payload.hpp"
+
+namespace kapso {
+
+namespace {
+
+constexpr std::string_view webhook_path = "/api/webhook/kapso";
+
+using request_handle = restinio::request_handle_t;
+
+std::string_view header_or_empty(const request_handle& req, std::string_view name) {
+  auto value = req->header().try_get_field(name);
+  return value ? std::string_view{value->data(), value->size()} : std::string_view{};
+}
+
+bool is_json_type(std::string_view content_type) {
+  auto semicolon = content_type.find(';');
+  auto type = content_type.substr(0, semicolon);
+  while (!type.empty() && type.back() == ' ')
+    type.remove_suffix(1);
+  std::string lower{type};
+  for (auto& c : lower)
+    c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower == "application/json" || (lower.size() > 5 && lower.compare(lower.size() - 5, 5, "+json") == 0)
+         || lower == "text/json";
+}
+
+restinio::request_handling_status_t send(const request_handle& req, std::string_view route,
+                                         const http_answer& a) {
+  auto resp = req->create_response(
+    restinio::http_status_line_t{restinio::http_status_code_t{static_cast<std::uint16_t>(a.status)},
+                                 reason_phrase(a.status)});
+  resp.append_header(restinio::http_field::content_type, a.content_type);
+  if (a.retry_after > 0)
+    resp.append_header(restinio::http_field::retry_after, std::to_string(a.retry_after));
+  resp.set_body(a.body);
+  metrics::global().count_request(route, a.status);
+  return resp.done();
+}
+
+} // namespace
+
+struct http_server::impl {
+  using traits = restinio::traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t>;
+
+  caf::actor_system& sys;
+  caf::actor router;
+  caf::actor directory;
+  settings cfg;
+  parse_options parse_cfg;
+  std::atomic<bool> shutting_down{false};
+  std::atomic<size_t> in_flight{0};
+  std::unique_ptr<restinio::running_server_instance_t<restinio::http_server_t<traits>>> server;
+
+  impl(caf::actor_system& s, caf::actor r, caf::actor d, settings c)
+    : sys(s), router(std::move(r)), directory(std::move(d)), cfg(std::move(c)) {
+    parse_cfg.default_region = cfg.default_region;
+  }
+
+  restinio::request_handling_status_t handle(request_handle req) {
+    auto path = req->header().path();
+    auto method = req->header().method();
+    if (path == webhook_path) {
+      if (method == restinio::http_method_post())
+        return post_webhook(std::move(req));
+      if (method == restinio::http_method_get())
+        return verify_webhook(req);
+      return send(req, "webhook", answer_error(405, "method not allowed"));
+    }
+    if (method != restinio::http_method_get())
+      return send(req, "other", answer_error(path == "/healthz" || path == "/readyz"
+                                                 || path == "/metrics" ? 405 : 404,
+                                             "not found"));
+    if (path == "/healthz") {
+      http_answer a;
+      a.body = shutting_down ? R"({"status":"shutting_down"})" : R"({"status":"ok"})";
+      return send(req, "healthz", a);
+    }
+    if (path == "/readyz")
+      return readiness(std::move(req));
+    if (path == "/metrics") {
+      http_answer a;
+      a.content_type = "text/plain; version=0.0.4; charset=utf-8";
+      a.body = metrics::global().render();
+      return send(req, "metrics", a);
+    }
+    return send(req, "other", answer_error(404, "not found"));
+  }
+
+  restinio::request_handling_status_t verify_webhook(const request_handle& req) {
+    const auto qp = restinio::parse_query(req->header().query());
+    auto param = [&qp](std::string_view name) -> std::string {
+      auto value = qp.get_param(name);
+      return value ? std::string{value->data(), value->size()} : std::string{};
+    };
+    auto challenge = qp.has("hub.challenge") ? param("hub.challenge") : param("challenge");
+    if (!qp.has("hub.challenge") && !qp.has("challenge")) {
+      http_answer a;
+      a.body = R"({"status":"ready"})";
+      return send(req, "webhook_verify", a);
+    }
+    if (!cfg.verify_token.empty()) {
+      auto token = qp.has("hub.verify_token") ? param("hub.verify_token") : param("verify_token");
+      if (token != cfg.verify_token) {
+        spdlog::warn("webhook verification refused: wrong verify token");
+        return send(req, "webhook_verify", answer_error(403, "verify token mismatch"));
+      }
+    }
+    http_answer a;
+    a.content_type = "text/plain; charset=utf-8";
+    a.body = challenge;
+    return send(req, "webhook_verify", a);
+  }
+
+  restinio::request_handling_status_t readiness(request_handle req) {
+    auto ready = std::make_shared<std::atomic<bool>>(false);
+    sys.spawn([req, dir = directory, shutting = shutting_down.load()](caf::event_based_actor* self) {
+      self->request(dir, std::chrono::seconds(3), readiness_atom::value)
+        .then(
+          [req, shutting](bool ok) {
+            http_answer a;
+            if (ok && !shutting) {
+              a.body = R"({"status":"ready"})";
+            } else {
+              a = answer_error(503, shutting ? "shutting down" : "database unreachable or not migrated", 1);
+            }
+            send(req, "readyz", a);
+          },
+          [req](caf::error&) {
+            send(req, "readyz", answer_error(503, "database check timed out", 1));
+          });
+    });
+    return restinio::request_accepted();
+  }
+
+  restinio::request_handling_status_t post_webhook(request_handle req) {
+    if (shutting_down)
+      return send(req, "webhook", answer_for(make_error(ingest_errc::shutting_down)));
+    auto content_type = header_or_empty(req, "Content-Type");
+    if (!content_type.empty() && !is_json_type(content_type)) {
+      spdlog::info("delivery refused: content type '{}' is not JSON", content_type);
+      return send(req, "webhook", answer_error(415, "content type must be application/json"));
+    }
+    if (req->body().size() > cfg.body_limit) {
+      spdlog::info("delivery refused: body of {} bytes exceeds the {} byte limit",
+                   req->body().size(), cfg.body_limit);
+      return send(req, "webhook",
+                  answer_error(413, "body larger than " + std::to_string(cfg.body_limit) + " bytes"));
+    }
+    if (in_flight.load(std::memory_order_relaxed) >= cfg.max_in_flight)
+      return send(req, "webhook", answer_for(make_error(ingest_errc::overloaded)));
+    delivery_headers headers;
+    headers.event_type = header_or_empty(req, "X-Webhook-Event");
+    headers.batch = header_or_empty(req, "X-Webhook-Batch");
+    headers.payload_version = header_or_empty(req, "X-Webhook-Payload-Version");
+    auto parsed = parse_delivery(req->body(), headers, parse_cfg);
+    if (!parsed.ok) {
+      spdlog::info("delivery refused (400): {}", parsed.error);
+      return send(req, "webhook", answer_error(400, parsed.error));
+    }
+    auto d = std::make_shared<delivery>(std::move(parsed.parsed));
+    d->body = req->body();
+    d->kapso_signature = std::string{header_or_empty(req, "X-Webhook-Signature")};
+    if (d->kapso_signature.empty())
+      d->kapso_signature = std::string{header_or_empty(req, "X-Kapso-Signature")};
+    d->hub_signature = std::string{header_or_empty(req, "X-Hub-Signature-256")};
+    ++in_flight;
+    metrics::global().in_flight_deliveries++;
+    auto started = std::chrono::steady_clock::now();
+    auto events = d->events.size();
+    auto finish = [this, req, started, events](const http_answer& a) {
+      send(req, "webhook", a);
+      --in_flight;
+      metrics::global().in_flight_deliveries--;
+      spdlog::debug("delivery of {} events answered {} in {} us: {}", events, a.status,
+                    std::chrono::duration_cast<std::chrono::microseconds>(
+                      std::chrono::steady_clock::now() - started).count(),
+                    a.body);
+    };
+    sys.spawn([d = delivery_ptr{std::move(d)}, finish, router = router,
+               timeout = cfg.request_timeout](caf::event_based_actor* self) {
+      self->request(router, timeout, ingest_atom::value, d)
+        .then([finish](const delivery_result& result) { finish(answer_ok(result)); },
+              [finish](caf::error& err) { finish(answer_for(err)); });
+    });
+    return restinio::request_accepted();
+  }
+};
+
+http_server::http_server(caf::actor_system& sys, caf::actor router, caf::actor directory,
+                         settings cfg)
+  : impl_(std::make_unique<impl>(sys, std::move(router), std::move(directory), std::move(cfg))) {
+}
+
+http_server::~http_server() {
+  stop();
+}
+
+void http_server::start() {
+  auto& i = *impl_;
+  // Bodies a little over the limit are read so they can be answered 413;
+  // far larger ones are cut off by RESTinio itself.
+  auto hard_limit = std::max<std::uint64_t>(i.cfg.body_limit * 4, 8u << 20);
+  i.server = restinio::run_async<impl::traits>(
+    restinio::own_io_context(),
+    restinio::server_settings_t<impl::traits>{}
+      .port(i.cfg.port)
+      .address(i.cfg.host)
+      .max_pipelined_requests(16)
+      .handle_request_timeout(i.cfg.request_timeout + std::chrono::seconds(1))
+      .read_next_http_message_timelimit(std::chrono::seconds(60))
+      .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}.max_body_size(hard_limit))
+      .request_handler([&i](request_handle req) { return i.handle(std::move(req)); }),
+    i.cfg.http_threads);
+}
+
+void http_server::begin_shutdown() {
+  impl_->shutting_down = true;
+}
+
+size_t http_server::in_flight() const {
+  return impl_->in_flight.load();
+}
+
+void http_server::stop() {
+  if (impl_ && impl_->server) {
+    impl_->server->stop();
+    impl_->server->wait();
+    impl_->server.reset();
+  }
+}
+
+} // namespace kapso

@@ -1,0 +1,12 @@
+# Writes every migrations/*.sql into a C++ table of (name, sql), in file order.
+file(GLOB files ${DIR}/*.sql)
+list(SORT files)
+set(body "// Generated from persistence/migrations: do not edit.\n#include \"persistence/migrations.hpp\"\nnamespace kapso {\nconst std::vector<migration>& embedded_migrations() {\n  static const std::vector<migration> all = {\n")
+foreach(f ${files})
+  get_filename_component(name ${f} NAME)
+  file(READ ${f} sql)
+  string(APPEND body "    {\"${name}\", R\"kapso_sql(${sql})kapso_sql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return all;\n}\n} // namespace kapso\n")
+file(WRITE ${OUT}.tmp "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

@@ -1,0 +1,36 @@
+// Builds the JSON array of objects that the batch statements read with
+// json_to_recordset: one parameter per statement instead of one per value.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kapso {
+
+class json_rows {
+public:
+  json_rows& row();                                  // starts the next object
+  json_rows& field(std::string_view name, std::string_view value);
+  json_rows& field(std::string_view name, int64_t value);
+  json_rows& field(std::string_view name, bool value);
+  json_rows& null_field(std::string_view name);
+  // `json` must already be valid JSON text (e.g. a metadata object).
+  json_rows& raw_field(std::string_view name, std::string_view json);
+
+  bool empty() const noexcept { return rows_ == 0; }
+  size_t size() const noexcept { return rows_; }
+  std::string str() const; // the array text
+
+private:
+  void key(std::string_view name);
+
+  std::string text_;
+  size_t rows_ = 0;
+  bool first_field_ = true;
+};
+
+// Appends `value` as a JSON string literal (quotes included).
+void append_json_string(std::string& out, std::string_view value);
+
+} // namespace kapso

@@ -1,0 +1,204 @@
+// The SQL text of every named statement. Batch statements take one JSON
+// array parameter read with json_to_recordset, so a whole batch is one
+// round trip per step whatever its size.
+#include "persistence/statements.hpp"
+
+namespace kapso::sql {
+
+const char* const lock_migrations = "SELECT pg_advisory_lock(7351620913)";
+const char* const unlock_migrations = "SELECT pg_advisory_unlock(7351620913)";
+const char* const create_migrations_table = R"(
+CREATE TABLE IF NOT EXISTS kapso_schema_migrations (
+  name text PRIMARY KEY,
+  applied_at timestamptz NOT NULL DEFAULT now()))";
+const char* const migrations_table_exists
+  = "SELECT to_regclass('kapso_schema_migrations')";
+const char* const select_applied_migrations
+  = "SELECT name FROM kapso_schema_migrations";
+const char* const record_migration
+  = "INSERT INTO kapso_schema_migrations (name) VALUES ($1) ON CONFLICT DO NOTHING";
+
+const char* const find_workspaces = R"(
+SELECT id::text, kapso_phone_id, coalesce(kapso_webhook_secret, '')
+FROM workspaces
+WHERE kapso_phone_id IN (SELECT json_array_elements_text($1::json))
+ORDER BY created_at, id)";
+
+const char* const register_workspace = R"(
+INSERT INTO workspaces (name, slug, kapso_phone_id, kapso_webhook_secret)
+VALUES ($1, $2, $3, NULLIF($4, ''))
+ON CONFLICT (slug) DO UPDATE
+SET name = EXCLUDED.name, kapso_phone_id = EXCLUDED.kapso_phone_id,
+    kapso_webhook_secret = EXCLUDED.kapso_webhook_secret, updated_at = now()
+RETURNING id::text)";
+
+const char* const find_contacts_by_bsuid = R"(
+SELECT c.workspace_id::text, i.bsuid, c.phone
+FROM contacts c
+JOIN json_to_recordset($1::json) AS i(workspace_id uuid, bsuid text)
+  ON c.workspace_id = i.workspace_id
+ AND c.metadata ->> 'business_scoped_user_id' = i.bsuid)";
+
+// A contact first seen without a phone takes the phone once an event links
+// the two, unless a contact with that phone exists already.
+const char* const link_bsuid_contacts = R"(
+UPDATE contacts c SET phone = i.phone, updated_at = now()
+FROM json_to_recordset($1::json) AS i(workspace_id uuid, phone text, bsuid_key text)
+WHERE c.workspace_id = i.workspace_id AND c.phone = i.bsuid_key
+  AND NOT EXISTS (SELECT 1 FROM contacts o
+                  WHERE o.workspace_id = i.workspace_id AND o.phone = i.phone))";
+
+// Rows are locked in key order so concurrent batches cannot deadlock; a row
+// is only rewritten when it gains a name or an identity.
+const char* const upsert_contacts = R"(
+INSERT INTO contacts AS c (workspace_id, phone, name, metadata)
+SELECT i.workspace_id, i.phone, NULLIF(i.name, ''),
+       CASE WHEN coalesce(i.bsuid, '') = '' THEN '{}'::jsonb
+            ELSE jsonb_build_object('business_scoped_user_id', i.bsuid) END
+FROM json_to_recordset($1::json) AS i(workspace_id uuid, phone text, name text, bsuid text)
+ORDER BY i.workspace_id, i.phone
+ON CONFLICT (workspace_id, phone) DO UPDATE
+SET name = CASE WHEN coalesce(c.name, '') = '' THEN coalesce(EXCLUDED.name, c.name)
+                ELSE c.name END,
+    metadata = coalesce(c.metadata, '{}'::jsonb) || EXCLUDED.metadata,
+    updated_at = now()
+WHERE (coalesce(c.name, '') = '' AND EXCLUDED.name IS NOT NULL)
+   OR NOT (coalesce(c.metadata, '{}'::jsonb) @> EXCLUDED.metadata))";
+
+const char* const select_contacts = R"(
+SELECT c.id::text, c.workspace_id::text, c.phone
+FROM contacts c
+JOIN json_to_recordset($1::json) AS i(workspace_id uuid, phone text)
+  ON c.workspace_id = i.workspace_id AND c.phone = i.phone)";
+
+const char* const insert_conversations = R"(
+INSERT INTO conversations (workspace_id, contact_id)
+SELECT i.workspace_id, i.contact_id
+FROM json_to_recordset($1::json) AS i(workspace_id uuid, contact_id uuid)
+ORDER BY i.workspace_id, i.contact_id
+ON CONFLICT (workspace_id, contact_id) DO NOTHING)";
+
+const char* const select_conversations = R"(
+SELECT v.id::text, v.workspace_id::text, v.contact_id::text
+FROM conversations v
+JOIN json_to_recordset($1::json) AS i(workspace_id uuid, contact_id uuid)
+  ON v.workspace_id = i.workspace_id AND v.contact_id = i.contact_id)";
+
+const char* const lock_conversations = R"(
+SELECT id FROM conversations
+WHERE id IN (SELECT json_array_elements_text($1::json)::uuid)
+ORDER BY id FOR NO KEY UPDATE)";
+
+const char* const insert_messages = R"(
+INSERT INTO messages (conversation_id, workspace_id, direction, sender_type,
+                      content, message_type, media_url, kapso_message_id,
+                      metadata, created_at, status)
+SELECT i.conversation_id, i.workspace_id, i.direction, i.sender_type,
+       NULLIF(i.content, ''), i.message_type, NULLIF(i.media_url, ''),
+       i.kapso_message_id, coalesce(i.metadata, '{}'::jsonb),
+       to_timestamp(i.ts), NULLIF(i.status, '')
+FROM json_to_recordset($1::json) AS i(
+  conversation_id uuid, workspace_id uuid, direction text, sender_type text,
+  content text, message_type text, media_url text, kapso_message_id text,
+  metadata jsonb, ts bigint, status text)
+ORDER BY i.workspace_id, i.kapso_message_id
+ON CONFLICT (workspace_id, kapso_message_id) DO NOTHING
+RETURNING workspace_id::text, kapso_message_id)";
+
+// Commutative: unread adds, and the preview moves only to a message that is
+// newer by (timestamp, preview bytes) than the one it shows, so any arrival
+// order and any number of writers end in the same row.
+const char* const update_conversations = R"(
+UPDATE conversations v SET
+  unread_count = coalesce(v.unread_count, 0) + i.unread,
+  last_message_at = CASE WHEN i.ts > 0 AND (v.last_message_at IS NULL
+      OR to_timestamp(i.ts) > v.last_message_at
+      OR (to_timestamp(i.ts) = v.last_message_at
+          AND i.preview COLLATE "C" > coalesce(v.last_message_preview, '') COLLATE "C"))
+    THEN to_timestamp(i.ts) ELSE v.last_message_at END,
+  last_message_preview = CASE WHEN i.ts > 0 AND (v.last_message_at IS NULL
+      OR to_timestamp(i.ts) > v.last_message_at
+      OR (to_timestamp(i.ts) = v.last_message_at
+          AND i.preview COLLATE "C" > coalesce(v.last_message_preview, '') COLLATE "C"))
+    THEN i.preview ELSE v.last_message_preview END,
+  status = CASE WHEN i.close THEN 'closed' ELSE v.status END,
+  updated_at = now()
+FROM json_to_recordset($1::json) AS i(id uuid, unread integer, ts bigint,
+                                       preview text, close boolean)
+WHERE v.id = i.id)";
+
+const char* const advance_statuses = R"(
+WITH i AS (
+  SELECT * FROM json_to_recordset($1::json)
+    AS i(workspace_id uuid, kapso_message_id text, status text, error jsonb)),
+upd AS (
+  UPDATE messages m SET status = i.status,
+    metadata = CASE WHEN i.error IS NULL THEN m.metadata
+               ELSE coalesce(m.metadata, '{}'::jsonb)
+                    || jsonb_build_object('error', i.error) END
+  FROM i
+  WHERE m.workspace_id = i.workspace_id AND m.kapso_message_id = i.kapso_message_id
+    AND kapso_status_rank(i.status) > kapso_status_rank(m.status)
+  RETURNING m.workspace_id, m.kapso_message_id)
+SELECT i.workspace_id::text, i.kapso_message_id,
+  EXISTS (SELECT 1 FROM upd WHERE upd.workspace_id = i.workspace_id
+                              AND upd.kapso_message_id = i.kapso_message_id),
+  EXISTS (SELECT 1 FROM messages m WHERE m.workspace_id = i.workspace_id
+                                     AND m.kapso_message_id = i.kapso_message_id)
+FROM i)";
+
+const char* const insert_pending_statuses = R"(
+INSERT INTO kapso_pending_statuses (workspace_id, kapso_message_id, status, error)
+SELECT i.workspace_id, i.kapso_message_id, i.status, i.error
+FROM json_to_recordset($1::json)
+  AS i(workspace_id uuid, kapso_message_id text, status text, error jsonb)
+ON CONFLICT DO NOTHING)";
+
+#define KAPSO_APPLY_PENDING_TAIL                                               \
+  "best AS (\n"                                                                \
+  "  SELECT DISTINCT ON (p.workspace_id, p.kapso_message_id)\n"                \
+  "         p.workspace_id, p.kapso_message_id, p.status, p.error\n"           \
+  "  FROM kapso_pending_statuses p JOIN i USING (workspace_id, kapso_message_id)\n" \
+  "  ORDER BY p.workspace_id, p.kapso_message_id, kapso_status_rank(p.status) DESC),\n" \
+  "upd AS (\n"                                                                 \
+  "  UPDATE messages m SET status = b.status,\n"                               \
+  "    metadata = CASE WHEN b.error IS NULL THEN m.metadata\n"                 \
+  "               ELSE coalesce(m.metadata, '{}'::jsonb)\n"                    \
+  "                    || jsonb_build_object('error', b.error) END\n"          \
+  "  FROM best b\n"                                                            \
+  "  WHERE m.workspace_id = b.workspace_id\n"                                  \
+  "    AND m.kapso_message_id = b.kapso_message_id\n"                          \
+  "    AND kapso_status_rank(b.status) > kapso_status_rank(m.status)\n"        \
+  "  RETURNING 1),\n"                                                          \
+  "del AS (\n"                                                                 \
+  "  DELETE FROM kapso_pending_statuses p USING i, messages m\n"               \
+  "  WHERE p.workspace_id = i.workspace_id\n"                                  \
+  "    AND p.kapso_message_id = i.kapso_message_id\n"                          \
+  "    AND m.workspace_id = p.workspace_id\n"                                  \
+  "    AND m.kapso_message_id = p.kapso_message_id\n"                          \
+  "  RETURNING 1)\n"                                                           \
+  "SELECT (SELECT count(*) FROM upd), (SELECT count(*) FROM del)"
+
+const char* const apply_pending_statuses =
+  "WITH i AS (\n"
+  "  SELECT DISTINCT * FROM json_to_recordset($1::json)\n"
+  "    AS i(workspace_id uuid, kapso_message_id text)),\n"
+  KAPSO_APPLY_PENDING_TAIL;
+
+// Housekeeping: statuses whose message arrived while their own transaction
+// was still open, and statuses that never found a message within a week.
+const char* const apply_all_pending_statuses =
+  "WITH old AS (\n"
+  "  DELETE FROM kapso_pending_statuses\n"
+  "  WHERE received_at < now() - interval '7 days' RETURNING 1),\n"
+  "i AS (\n"
+  "  SELECT DISTINCT p.workspace_id, p.kapso_message_id\n"
+  "  FROM kapso_pending_statuses p\n"
+  "  JOIN messages m USING (workspace_id, kapso_message_id) LIMIT 5000),\n"
+  KAPSO_APPLY_PENDING_TAIL;
+
+#undef KAPSO_APPLY_PENDING_TAIL
+
+const char* const ping = "SELECT 1";
+
+} // namespace kapso::sql

@@ -1,0 +1,36 @@
+// Every SQL statement kapso-ingest runs (DDL lives in migrations/ only).
+#pragma once
+
+namespace kapso::sql {
+
+// -- migrations ----------------------------------------------------------------
+extern const char* const lock_migrations;
+extern const char* const unlock_migrations;
+extern const char* const create_migrations_table;
+extern const char* const migrations_table_exists;
+extern const char* const select_applied_migrations;
+extern const char* const record_migration;
+
+// -- workspaces ----------------------------------------------------------------
+extern const char* const find_workspaces;     // $1 json array of phone_number_ids
+extern const char* const register_workspace;  // $1 name $2 slug $3 phone id $4 secret
+
+// -- the batch write (one json recordset parameter each) -------------------------
+extern const char* const find_contacts_by_bsuid;
+extern const char* const link_bsuid_contacts;
+extern const char* const upsert_contacts;
+extern const char* const select_contacts;
+extern const char* const insert_conversations;
+extern const char* const select_conversations;
+extern const char* const lock_conversations;
+extern const char* const insert_messages;
+extern const char* const update_conversations;
+extern const char* const advance_statuses;
+extern const char* const insert_pending_statuses;
+extern const char* const apply_pending_statuses;  // $1 json [(workspace_id, kapso_message_id)]
+extern const char* const apply_all_pending_statuses;
+
+// -- health ------------------------------------------------------------------------
+extern const char* const ping;
+
+} // namespace kapso::sql
