@@ -1,0 +1,45 @@
+// The bench's own SQL: creating its workspaces and emptying them before a run.
+#include "benchmarks/bench_db.hpp"
+
+#include <pqxx/pqxx>
+
+namespace kapso::bench {
+
+setup_result setup_workspaces(pqxx::connection_base& db,
+                              const std::vector<std::string>& phone_number_ids) {
+  setup_result result;
+  pqxx::work tx{db, "bench_setup"};
+  // Older schemas lack the column; the server's migrations add it.
+  auto has_secret_column = !tx.exec(
+    "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() "
+    "AND table_name = 'workspaces' AND column_name = 'kapso_webhook_secret'").empty();
+  for (auto& phone_id : phone_number_ids) {
+    auto slug = "kapso-bench-" + phone_id;
+    // xmax = 0 only on a freshly inserted row: tells created from updated.
+    auto row = tx.exec_params1(
+      "INSERT INTO workspaces (name, slug, kapso_phone_id) VALUES ($1, $2, $3) "
+      "ON CONFLICT (slug) DO UPDATE SET name = EXCLUDED.name, "
+      "kapso_phone_id = EXCLUDED.kapso_phone_id "
+      "RETURNING id::text, (xmax = 0)",
+      "kapso-bench " + phone_id, slug, phone_id);
+    std::string id = row[0].c_str();
+    if (row[1].as<bool>())
+      ++result.created;
+    result.workspace_ids.push_back(id);
+    if (has_secret_column)
+      tx.exec_params0("UPDATE workspaces SET kapso_webhook_secret = NULL WHERE id = $1::uuid",
+                      id);
+    result.wiped_messages
+      += tx.exec_params0("DELETE FROM messages WHERE workspace_id = $1::uuid", id)
+           .affected_rows();
+    tx.exec_params0("DELETE FROM conversations WHERE workspace_id = $1::uuid", id);
+    tx.exec_params0("DELETE FROM contacts WHERE workspace_id = $1::uuid", id);
+    result.foreign_workspaces += tx.exec_params1(
+      "SELECT count(*) FROM workspaces WHERE kapso_phone_id = $1 AND id <> $2::uuid",
+      phone_id, id)[0].as<size_t>();
+  }
+  tx.commit();
+  return result;
+}
+
+} // namespace kapso::bench

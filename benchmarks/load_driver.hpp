@@ -1,0 +1,53 @@
+// Drives the server with pre-built deliveries over keep-alive connections.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "benchmarks/bench_options.hpp"
+#include "benchmarks/histogram.hpp"
+#include "benchmarks/workload.hpp"
+
+namespace kapso::bench {
+
+// Per-delivery bits in run_result::delivery_flags.
+enum delivery_flag : uint8_t {
+  delivery_sent = 1,  // written to a connection at least once
+  delivery_acked = 2, // answered 200 at least once
+};
+
+struct run_result {
+  // The measurement window: [warm-up end, duration end or last answer].
+  double window_seconds = 0;
+  uint64_t window_acked_deliveries = 0;
+  uint64_t window_acked_events = 0;
+  latency_histogram latency; // 200 answers that completed in the window
+
+  std::map<int, uint64_t> statuses; // every HTTP answer of the run
+  uint64_t attempts = 0;            // requests written, all kinds
+  uint64_t first_sends = 0;         // schedule entries sent (incl. re-sends)
+  uint64_t resends = 0;             // of which byte-for-byte re-sends
+  uint64_t error_retries = 0;       // sends after a non-200, timeout or I/O error
+  uint64_t timeouts = 0;
+  uint64_t io_errors = 0;           // connection reset/closed mid-request, bad answer
+  uint64_t connect_errors = 0;
+  uint64_t abandoned = 0;           // still in flight or waiting when the drain ended
+  std::string stop_reason;          // duration | requests | pool exhausted
+  double elapsed_seconds = 0;
+
+  std::vector<uint8_t> delivery_flags; // delivery_flag bits, per pool delivery
+  uint64_t unique_sent = 0;
+  uint64_t unique_acked = 0;
+  uint64_t never_acked = 0;          // sent, but no attempt was answered 200
+  uint64_t never_acked_events = 0;
+  uint64_t acked_events = 0;
+};
+
+// Runs the load until duration, request count or pool runs out, then lets
+// in-flight requests and retries finish (bounded by --drain). Throws on
+// setup errors such as an unresolvable host.
+run_result run_load(const bench_options& opts, const workload& wl);
+
+} // namespace kapso::bench

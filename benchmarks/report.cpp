@@ -1,0 +1,161 @@
+// What a run measured, for people (stdout) and for scripts (JSON).
+#include "benchmarks/report.hpp"
+
+#include <string>
+
+namespace kapso::bench {
+
+namespace {
+
+double per_second(uint64_t count, double seconds) {
+  return seconds > 0 ? static_cast<double>(count) / seconds : 0;
+}
+
+double ms(uint64_t micros) {
+  return static_cast<double>(micros) / 1000.0;
+}
+
+std::string load_shape(const bench_options& opts) {
+  std::string shape = opts.rate > 0 ? "open loop at " + std::to_string(opts.rate) + "/s"
+                                    : std::string{"closed loop"};
+  return shape;
+}
+
+} // namespace
+
+void print_summary(std::FILE* out, const bench_options& opts, const workload& wl,
+                   const run_result& r) {
+  auto& h = r.latency;
+  std::fprintf(out, "kapso-bench %s -> %s\n", wl.run_tag.c_str(), opts.url.c_str());
+  std::fprintf(out,
+               "  load        %s form%s, %zu connections, %s, %zu workspaces, "
+               "%u conversations, zipf %.2f\n",
+               to_string(opts.form),
+               opts.form == payload_form::batch
+                 ? (" of " + std::to_string(opts.batch_size)).c_str()
+                 : "",
+               opts.connections, load_shape(opts).c_str(), wl.phone_number_ids.size(),
+               wl.conversations, opts.zipf);
+  std::fprintf(out, "  run         %.1f s in all, window %.2f s, stopped by %s\n",
+               r.elapsed_seconds, r.window_seconds, r.stop_reason.c_str());
+  std::fprintf(out,
+               "  sends       %llu requests: %llu scheduled (of which %llu re-sends), "
+               "%llu retries after errors\n",
+               static_cast<unsigned long long>(r.attempts),
+               static_cast<unsigned long long>(r.first_sends),
+               static_cast<unsigned long long>(r.resends),
+               static_cast<unsigned long long>(r.error_retries));
+  std::fprintf(out, "  throughput  %.1f deliveries/s, %.1f events/s (acknowledged)\n",
+               per_second(r.window_acked_deliveries, r.window_seconds),
+               per_second(r.window_acked_events, r.window_seconds));
+  std::fprintf(out,
+               "  latency ms  p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  "
+               "(%llu answers 200)\n",
+               ms(h.quantile(0.5)), ms(h.quantile(0.9)), ms(h.quantile(0.99)),
+               ms(h.quantile(0.999)), ms(h.max()),
+               static_cast<unsigned long long>(h.count()));
+  std::fprintf(out, "  answers    ");
+  if (r.statuses.empty())
+    std::fprintf(out, " none");
+  for (auto& [status, count] : r.statuses)
+    std::fprintf(out, " %d: %llu", status, static_cast<unsigned long long>(count));
+  std::fprintf(out, "\n  errors      %llu timeouts, %llu I/O, %llu connect\n",
+               static_cast<unsigned long long>(r.timeouts),
+               static_cast<unsigned long long>(r.io_errors),
+               static_cast<unsigned long long>(r.connect_errors));
+  std::fprintf(out,
+               "  deliveries  %llu sent, %llu acknowledged, %llu never acknowledged "
+               "(%llu events); %llu abandoned at drain end\n",
+               static_cast<unsigned long long>(r.unique_sent),
+               static_cast<unsigned long long>(r.unique_acked),
+               static_cast<unsigned long long>(r.never_acked),
+               static_cast<unsigned long long>(r.never_acked_events),
+               static_cast<unsigned long long>(r.abandoned));
+}
+
+nlohmann::json to_json(const bench_options& opts, const workload& wl,
+                       const run_result& r, const verify_report* verified) {
+  using nlohmann::json;
+  auto& h = r.latency;
+  json statuses = json::object();
+  for (auto& [status, count] : r.statuses)
+    statuses[std::to_string(status)] = count;
+  json out = {
+    {"run_tag", wl.run_tag},
+    {"options",
+     {{"url", opts.url},
+      {"form", to_string(opts.form)},
+      {"batch_size", opts.form == payload_form::batch ? opts.batch_size : 1},
+      {"connections", opts.connections},
+      {"threads", opts.threads},
+      {"rate", opts.rate},
+      {"duration", opts.duration},
+      {"requests", opts.requests},
+      {"warmup", opts.warmup},
+      {"workspaces", opts.workspaces},
+      {"conversations", opts.conversations},
+      {"zipf", opts.zipf},
+      {"retry_fraction", opts.retry_fraction},
+      {"seed", opts.seed},
+      {"timeout_ms", opts.timeout_ms},
+      {"max_retries", opts.max_retries}}},
+    {"stop_reason", r.stop_reason},
+    {"elapsed_seconds", r.elapsed_seconds},
+    {"window_seconds", r.window_seconds},
+    {"deliveries_per_second", per_second(r.window_acked_deliveries, r.window_seconds)},
+    {"events_per_second", per_second(r.window_acked_events, r.window_seconds)},
+    {"latency_ms",
+     {{"count", h.count()},
+      {"p50", ms(h.quantile(0.5))},
+      {"p90", ms(h.quantile(0.9))},
+      {"p99", ms(h.quantile(0.99))},
+      {"p99_9", ms(h.quantile(0.999))},
+      {"max", ms(h.max())}}},
+    {"statuses", statuses},
+    {"attempts", r.attempts},
+    {"scheduled_sends", r.first_sends},
+    {"resends", r.resends},
+    {"error_retries", r.error_retries},
+    {"timeouts", r.timeouts},
+    {"io_errors", r.io_errors},
+    {"connect_errors", r.connect_errors},
+    {"abandoned", r.abandoned},
+    {"deliveries_sent", r.unique_sent},
+    {"deliveries_acked", r.unique_acked},
+    {"events_acked", r.acked_events},
+    {"never_acked", r.never_acked},
+    {"never_acked_events", r.never_acked_events},
+  };
+  uint64_t non_200 = r.timeouts + r.io_errors;
+  for (auto& [status, count] : r.statuses)
+    if (status != 200)
+      non_200 += count;
+  out["non_200"] = non_200;
+  if (verified == nullptr) {
+    out["verify"] = nullptr;
+  } else {
+    auto& v = *verified;
+    out["verify"] = {
+      {"ok", v.ok()},
+      {"acknowledged", v.expected_acknowledged},
+      {"unconfirmed", v.expected_unconfirmed},
+      {"stored", v.present},
+      {"lost", v.lost},
+      {"duplicated", v.duplicated},
+      {"unexpected", v.unexpected},
+      {"misrouted", v.misrouted},
+      {"wrong_created_at", v.wrong_created_at},
+      {"conversations_checked", v.conversations_checked},
+      {"missing_conversations", v.missing_conversations},
+      {"duplicate_conversations", v.duplicate_conversations},
+      {"unexpected_conversations", v.unexpected_conversations},
+      {"wrong_unread", v.wrong_unread},
+      {"wrong_preview", v.wrong_preview},
+      {"missing_workspaces", v.missing_workspaces},
+      {"examples", v.examples},
+    };
+  }
+  return out;
+}
+
+} // namespace kapso::bench
