@@ -93,6 +93,16 @@ int main(int argc, char** argv) {
     --argc;
     ++argv;
   }
+  // A bare boolean flag means true.
+  std::vector<std::string> flag_args;
+  flag_args.reserve(static_cast<size_t>(argc));
+  for (int i = 1; i < argc; ++i) {
+    std::string arg = argv[i];
+    if (arg == "--security.allow-unsigned" || arg == "--persistence.migrate-on-start") {
+      flag_args.push_back(arg + "=true");
+      argv[i] = flag_args.back().data();
+    }
+  }
   ingest_config cfg;
   if (auto err = cfg.parse(argc, argv)) {
     std::cerr << "invalid configuration: " << caf::to_string(err) << "\n";

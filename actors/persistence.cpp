@@ -68,6 +68,12 @@ std::vector<write_outcome> commit_with_retries(writer_actor* self,
           continue; // one reconnect: the server may just have dropped us
         throw;
       }
+      if (attempt == 0) {
+        // Perhaps a cached conversation was deleted by another application:
+        // look the ids up again before blaming an event.
+        st.store->forget_cached_ids();
+        continue;
+      }
       if (batch.size() == 1) {
         const auto& ev = batch.front().ev;
         spdlog::warn("event {} ({}) rejected by the database, ignored: {}",

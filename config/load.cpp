@@ -26,6 +26,19 @@ std::string check_range(const char* option, int64_t value, int64_t lo, int64_t h
          + " and " + std::to_string(hi) + ")";
 }
 
+// CAF 0.17 refuses "--flag=true" for booleans, so flags are read as text.
+std::string parse_flag(const char* option, const std::string& text, bool& out) {
+  if (text == "true" || text == "1" || text == "yes" || text == "on") {
+    out = true;
+  } else if (text == "false" || text == "0" || text == "no" || text == "off") {
+    out = false;
+  } else {
+    return "invalid configuration: " + std::string{option} + " = " + text
+           + " (must be true or false)";
+  }
+  return {};
+}
+
 std::vector<std::string> split_list(const std::string& list) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -57,7 +70,7 @@ ingest_config::ingest_config() {
   opt_group{custom_options_, "security"}
     .add(secrets_, "secrets", "global webhook secrets, comma-separated (env KAPSO_WEBHOOK_SECRET)")
     .add(v.verify_token, "verify-token", "GET verification token (env KAPSO_VERIFY_TOKEN)")
-    .add(v.allow_unsigned, "allow-unsigned", "accept requests when no secret applies (default false)");
+    .add(allow_unsigned_, "allow-unsigned", "accept requests when no secret applies: true or false (default false)");
   opt_group{custom_options_, "router"}
     .add(actor_timeout_ms_, "timeout-ms", "router/conversation/persistence request timeout (default 6000)")
     .add(cache_ttl_ms_, "workspace-cache-ttl-ms", "workspace cache entry lifetime; a new workspace works after at most this (default 500)")
@@ -72,7 +85,7 @@ ingest_config::ingest_config() {
     .add(flush_interval_ms_, "flush-interval-ms", "wait before committing a batch; 0 = as soon as queued writes are drained (default 0)")
     .add(statement_timeout_ms_, "statement-timeout-ms", "PostgreSQL statement_timeout (default 2000)")
     .add(commit_timeout_ms_, "commit-timeout-ms", "time a batch may take to commit before it is spooled (default 3000)")
-    .add(v.migrate_on_start, "migrate-on-start", "apply migrations at start-up (default true)");
+    .add(migrate_on_start_, "migrate-on-start", "apply migrations at start-up: true or false (default true)");
   opt_group{custom_options_, "spool"}
     .add(v.spool_dir, "dir", "directory of the outage spool; empty = disabled (default spool)")
     .add(spool_max_bytes_, "max-bytes", "spool size limit; full -> 503 (default 1 GiB)")
@@ -94,6 +107,8 @@ std::string ingest_config::finish() {
   v.webhook_secrets = split_list(secrets_.empty() ? env_or("KAPSO_WEBHOOK_SECRET", "") : secrets_);
   v.verify_token = v.verify_token.empty() ? env_or("KAPSO_VERIFY_TOKEN", "") : v.verify_token;
   const std::pair<const char*, std::string> checks[] = {
+    {"security.allow-unsigned", parse_flag("security.allow-unsigned", allow_unsigned_, v.allow_unsigned)},
+    {"persistence.migrate-on-start", parse_flag("persistence.migrate-on-start", migrate_on_start_, v.migrate_on_start)},
     {"http.port", check_range("http.port", port_, 0, 65535)},
     {"http.threads", check_range("http.threads", http_threads_, 1, 64)},
     {"http.body-limit", check_range("http.body-limit", body_limit_, 64, 256ll << 20)},

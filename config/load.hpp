@@ -35,6 +35,8 @@ public:
 private:
   // Raw option storage bound to CAF's parser; converted by finish().
   std::string secrets_;
+  std::string allow_unsigned_ = "false";
+  std::string migrate_on_start_ = "true";
   int64_t port_ = 8080;
   int64_t http_threads_ = 1;
   int64_t body_limit_ = 1024 * 1024;

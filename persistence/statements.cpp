@@ -66,7 +66,7 @@ WHERE (coalesce(c.name, '') = '' AND EXCLUDED.name IS NOT NULL)
    OR NOT (coalesce(c.metadata, '{}'::jsonb) @> EXCLUDED.metadata))";
 
 const char* const select_contacts = R"(
-SELECT c.id::text, c.workspace_id::text, c.phone
+SELECT c.id::text, c.workspace_id::text, c.phone, coalesce(c.name, '') <> ''
 FROM contacts c
 JOIN json_to_recordset($1::json) AS i(workspace_id uuid, phone text)
   ON c.workspace_id = i.workspace_id AND c.phone = i.phone)";
@@ -84,48 +84,64 @@ FROM conversations v
 JOIN json_to_recordset($1::json) AS i(workspace_id uuid, contact_id uuid)
   ON v.workspace_id = i.workspace_id AND v.contact_id = i.contact_id)";
 
-const char* const lock_conversations = R"(
-SELECT id FROM conversations
-WHERE id IN (SELECT json_array_elements_text($1::json)::uuid)
-ORDER BY id FOR NO KEY UPDATE)";
-
+// Messages and their conversations' inbox metadata in one statement: only
+// rows really inserted count, so a retried batch changes nothing. Commutative:
+// unread adds, and the preview moves only to a message newer by (timestamp,
+// preview bytes) than the one shown, so any arrival order and any number of
+// writers end in the same row. The UPDATE re-reads a row another writer
+// changed meanwhile (READ COMMITTED), so concurrent additions are not lost.
 const char* const insert_messages = R"(
-INSERT INTO messages (conversation_id, workspace_id, direction, sender_type,
-                      content, message_type, media_url, kapso_message_id,
-                      metadata, created_at, status)
-SELECT i.conversation_id, i.workspace_id, i.direction, i.sender_type,
-       NULLIF(i.content, ''), i.message_type, NULLIF(i.media_url, ''),
-       i.kapso_message_id, coalesce(i.metadata, '{}'::jsonb),
-       to_timestamp(i.ts), NULLIF(i.status, '')
-FROM json_to_recordset($1::json) AS i(
-  conversation_id uuid, workspace_id uuid, direction text, sender_type text,
-  content text, message_type text, media_url text, kapso_message_id text,
-  metadata jsonb, ts bigint, status text)
-ORDER BY i.workspace_id, i.kapso_message_id
-ON CONFLICT (workspace_id, kapso_message_id) DO NOTHING
-RETURNING workspace_id::text, kapso_message_id)";
+WITH i AS (
+  SELECT * FROM json_to_recordset($1::json) AS i(
+    conversation_id uuid, workspace_id uuid, direction text, sender_type text,
+    content text, message_type text, media_url text, kapso_message_id text,
+    metadata jsonb, ts bigint, status text, preview text)),
+ins AS (
+  INSERT INTO messages (conversation_id, workspace_id, direction, sender_type,
+                        content, message_type, media_url, kapso_message_id,
+                        metadata, created_at, status)
+  SELECT i.conversation_id, i.workspace_id, i.direction, i.sender_type,
+         NULLIF(i.content, ''), i.message_type, NULLIF(i.media_url, ''),
+         i.kapso_message_id, coalesce(i.metadata, '{}'::jsonb),
+         to_timestamp(i.ts), NULLIF(i.status, '')
+  FROM i ORDER BY i.workspace_id, i.kapso_message_id
+  ON CONFLICT (workspace_id, kapso_message_id) DO NOTHING
+  RETURNING workspace_id, kapso_message_id, conversation_id, direction),
+fresh AS (
+  SELECT ins.conversation_id, ins.direction, i.ts, coalesce(i.preview, '') AS preview
+  FROM ins JOIN i ON i.workspace_id = ins.workspace_id
+                 AND i.kapso_message_id = ins.kapso_message_id),
+delta AS (
+  SELECT DISTINCT ON (conversation_id) conversation_id, ts, preview,
+         count(*) FILTER (WHERE direction = 'inbound')
+           OVER (PARTITION BY conversation_id) AS unread
+  FROM fresh
+  ORDER BY conversation_id, ts DESC, preview COLLATE "C" DESC),
+upd AS (
+  UPDATE conversations v SET
+    unread_count = coalesce(v.unread_count, 0) + d.unread,
+    last_message_at = CASE WHEN v.last_message_at IS NULL
+        OR to_timestamp(d.ts) > v.last_message_at
+        OR (to_timestamp(d.ts) = v.last_message_at
+            AND d.preview COLLATE "C" > coalesce(v.last_message_preview, '') COLLATE "C")
+      THEN to_timestamp(d.ts) ELSE v.last_message_at END,
+    last_message_preview = CASE WHEN v.last_message_at IS NULL
+        OR to_timestamp(d.ts) > v.last_message_at
+        OR (to_timestamp(d.ts) = v.last_message_at
+            AND d.preview COLLATE "C" > coalesce(v.last_message_preview, '') COLLATE "C")
+      THEN d.preview ELSE v.last_message_preview END,
+    updated_at = now()
+  FROM delta d WHERE v.id = d.conversation_id
+  RETURNING 1)
+SELECT ins.workspace_id::text, ins.kapso_message_id, ins.direction,
+       (SELECT count(*) FROM upd)
+FROM ins)";
 
-// Commutative: unread adds, and the preview moves only to a message that is
-// newer by (timestamp, preview bytes) than the one it shows, so any arrival
-// order and any number of writers end in the same row.
-const char* const update_conversations = R"(
-UPDATE conversations v SET
-  unread_count = coalesce(v.unread_count, 0) + i.unread,
-  last_message_at = CASE WHEN i.ts > 0 AND (v.last_message_at IS NULL
-      OR to_timestamp(i.ts) > v.last_message_at
-      OR (to_timestamp(i.ts) = v.last_message_at
-          AND i.preview COLLATE "C" > coalesce(v.last_message_preview, '') COLLATE "C"))
-    THEN to_timestamp(i.ts) ELSE v.last_message_at END,
-  last_message_preview = CASE WHEN i.ts > 0 AND (v.last_message_at IS NULL
-      OR to_timestamp(i.ts) > v.last_message_at
-      OR (to_timestamp(i.ts) = v.last_message_at
-          AND i.preview COLLATE "C" > coalesce(v.last_message_preview, '') COLLATE "C"))
-    THEN i.preview ELSE v.last_message_preview END,
-  status = CASE WHEN i.close THEN 'closed' ELSE v.status END,
-  updated_at = now()
-FROM json_to_recordset($1::json) AS i(id uuid, unread integer, ts bigint,
-                                       preview text, close boolean)
-WHERE v.id = i.id)";
+// Conversations closed by whatsapp.conversation.ended.
+const char* const close_conversations = R"(
+UPDATE conversations SET status = 'closed', updated_at = now()
+WHERE id IN (SELECT json_array_elements_text($1::json)::uuid)
+  AND status IS DISTINCT FROM 'closed')";
 
 const char* const advance_statuses = R"(
 WITH i AS (

@@ -22,9 +22,8 @@ extern const char* const upsert_contacts;
 extern const char* const select_contacts;
 extern const char* const insert_conversations;
 extern const char* const select_conversations;
-extern const char* const lock_conversations;
-extern const char* const insert_messages;
-extern const char* const update_conversations;
+extern const char* const insert_messages; // + the conversations' inbox metadata
+extern const char* const close_conversations;
 extern const char* const advance_statuses;
 extern const char* const insert_pending_statuses;
 extern const char* const apply_pending_statuses;  // $1 json [(workspace_id, kapso_message_id)]

@@ -23,13 +23,15 @@ constexpr const char* upsert_contacts_stmt = "upsert_contacts";
 constexpr const char* select_contacts_stmt = "select_contacts";
 constexpr const char* insert_conversations_stmt = "insert_conversations";
 constexpr const char* select_conversations_stmt = "select_conversations";
-constexpr const char* lock_conversations_stmt = "lock_conversations";
 constexpr const char* insert_messages_stmt = "insert_messages";
-constexpr const char* update_conversations_stmt = "update_conversations";
+constexpr const char* close_conversations_stmt = "close_conversations";
 constexpr const char* advance_statuses_stmt = "advance_statuses";
 constexpr const char* insert_pending_statuses_stmt = "insert_pending_statuses";
 constexpr const char* apply_pending_statuses_stmt = "apply_pending_statuses";
 constexpr const char* find_workspaces_stmt = "find_workspaces";
+
+// Bounds the writer's id cache; past it the cache starts over.
+constexpr size_t max_known_conversations = 200000;
 
 bool needs_conversation(event_kind kind) {
   switch (kind) {
@@ -128,9 +130,8 @@ void inbox_store::prepare_statements() {
   c.prepare(select_contacts_stmt, sql::select_contacts);
   c.prepare(insert_conversations_stmt, sql::insert_conversations);
   c.prepare(select_conversations_stmt, sql::select_conversations);
-  c.prepare(lock_conversations_stmt, sql::lock_conversations);
   c.prepare(insert_messages_stmt, sql::insert_messages);
-  c.prepare(update_conversations_stmt, sql::update_conversations);
+  c.prepare(close_conversations_stmt, sql::close_conversations);
   c.prepare(advance_statuses_stmt, sql::advance_statuses);
   c.prepare(insert_pending_statuses_stmt, sql::insert_pending_statuses);
   c.prepare(apply_pending_statuses_stmt, sql::apply_pending_statuses);
@@ -141,179 +142,196 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   ensure_connected();
   batch_result result;
   result.outcomes.assign(events.size(), write_outcome::accepted);
-  pqxx::work txn{*conn_};
 
-  // 1. Which contact each event belongs to. A customer known only by a
-  //    business-scoped id is looked up under the phone it was linked to.
+  // Which contact each event belongs to, and whether the cache knows its
+  // conversation well enough to skip the contact/conversation upserts.
   std::vector<std::string> keys(events.size());
-  json_rows bsuid_lookup;
-  json_rows bsuid_links;
-  std::set<pair_key> linked;
+  std::vector<const known_conversation*> known(events.size(), nullptr);
+  bool all_known = true;
+  bool simple = true; // inbound/outbound messages only, nothing else to do
   for (size_t i = 0; i < events.size(); ++i) {
     const auto& r = events[i];
     keys[i] = r.ev.contact_key;
-    if (!needs_conversation(r.ev.kind) || r.ev.contact_bsuid.empty())
+    if (r.ev.kind != event_kind::message_received)
+      simple = false;
+    if (!needs_conversation(r.ev.kind))
       continue;
-    if (r.ev.contact_phone.empty())
-      bsuid_lookup.row().field("workspace_id", r.workspace_id).field("bsuid", r.ev.contact_bsuid);
-    else if (linked.emplace(r.workspace_id, r.ev.contact_phone).second)
-      bsuid_links.row()
-        .field("workspace_id", r.workspace_id)
-        .field("phone", r.ev.contact_phone)
-        .field("bsuid_key", "bsuid:" + r.ev.contact_bsuid);
-  }
-  if (!bsuid_links.empty())
-    txn.exec_prepared(link_bsuid_contacts_stmt, bsuid_links.str());
-  if (!bsuid_lookup.empty()) {
-    std::map<pair_key, std::string> known;
-    for (const auto& row : txn.exec_prepared(find_contacts_by_bsuid_stmt, bsuid_lookup.str())) {
-      auto phone = row[2].as<std::string>();
-      auto& slot = known[{row[0].as<std::string>(), row[1].as<std::string>()}];
-      // A real phone beats the placeholder key.
-      if (slot.empty() || slot.compare(0, 6, "bsuid:") == 0)
-        slot = phone;
+    if (!r.ev.contact_bsuid.empty()) {
+      all_known = false; // identity linking needs the database
+      continue;
     }
+    auto found = known_.find(r.workspace_id + '\n' + keys[i]);
+    if (found == known_.end() || (!found->second.named && !r.ev.contact_name.empty())) {
+      all_known = false;
+      continue;
+    }
+    known[i] = &found->second;
+  }
+  simple = simple && all_known;
+
+  // A transaction only when there is more than the one statement to run:
+  // a single statement is atomic on its own and saves two round trips.
+  std::unique_ptr<pqxx::transaction_base> txn;
+  if (simple)
+    txn = std::make_unique<pqxx::nontransaction>(*conn_);
+  else
+    txn = std::make_unique<pqxx::work>(*conn_);
+
+  std::map<pair_key, std::string> conversation_ids; // (ws, key) -> conversation id
+  std::map<pair_key, known_conversation> learned;   // cached after commit
+  if (!all_known) {
+    // 1. A customer known only by a business-scoped id is looked up under
+    //    the phone it was linked to.
+    json_rows bsuid_lookup;
+    json_rows bsuid_links;
+    std::set<pair_key> linked;
+    for (const auto& r : events) {
+      if (!needs_conversation(r.ev.kind) || r.ev.contact_bsuid.empty())
+        continue;
+      if (r.ev.contact_phone.empty())
+        bsuid_lookup.row().field("workspace_id", r.workspace_id).field("bsuid", r.ev.contact_bsuid);
+      else if (linked.emplace(r.workspace_id, r.ev.contact_phone).second)
+        bsuid_links.row()
+          .field("workspace_id", r.workspace_id)
+          .field("phone", r.ev.contact_phone)
+          .field("bsuid_key", "bsuid:" + r.ev.contact_bsuid);
+    }
+    if (!bsuid_links.empty())
+      txn->exec_prepared(link_bsuid_contacts_stmt, bsuid_links.str());
+    if (!bsuid_lookup.empty()) {
+      std::map<pair_key, std::string> phone_of;
+      for (const auto& row : txn->exec_prepared(find_contacts_by_bsuid_stmt, bsuid_lookup.str())) {
+        auto phone = row[2].as<std::string>();
+        auto& slot = phone_of[{row[0].as<std::string>(), row[1].as<std::string>()}];
+        // A real phone beats the placeholder key.
+        if (slot.empty() || slot.compare(0, 6, "bsuid:") == 0)
+          slot = phone;
+      }
+      for (size_t i = 0; i < events.size(); ++i) {
+        const auto& r = events[i];
+        if (needs_conversation(r.ev.kind) && r.ev.contact_phone.empty()
+            && !r.ev.contact_bsuid.empty()) {
+          auto found = phone_of.find({r.workspace_id, r.ev.contact_bsuid});
+          if (found != phone_of.end())
+            keys[i] = found->second;
+        }
+      }
+    }
+
+    // 2. Contacts, then conversations, each upserted once per batch.
+    std::map<pair_key, contact_row> contacts;
     for (size_t i = 0; i < events.size(); ++i) {
       const auto& r = events[i];
-      if (needs_conversation(r.ev.kind) && r.ev.contact_phone.empty()
-          && !r.ev.contact_bsuid.empty()) {
-        auto found = known.find({r.workspace_id, r.ev.contact_bsuid});
-        if (found != known.end())
-          keys[i] = found->second;
+      if (!needs_conversation(r.ev.kind) || known[i] != nullptr)
+        continue;
+      auto& c = contacts[{r.workspace_id, keys[i]}];
+      if (c.name.empty())
+        c.name = r.ev.contact_name;
+      if (c.bsuid.empty())
+        c.bsuid = r.ev.contact_bsuid;
+    }
+    if (!contacts.empty()) {
+      json_rows upsert;
+      json_rows lookup;
+      for (const auto& [key, c] : contacts) {
+        upsert.row()
+          .field("workspace_id", key.first)
+          .field("phone", key.second)
+          .field("name", c.name)
+          .field("bsuid", c.bsuid);
+        lookup.row().field("workspace_id", key.first).field("phone", key.second);
+      }
+      txn->exec_prepared(upsert_contacts_stmt, upsert.str());
+      std::map<pair_key, std::string> key_by_contact; // (ws, contact id) -> key
+      json_rows conversations;
+      for (const auto& row : txn->exec_prepared(select_contacts_stmt, lookup.str())) {
+        pair_key key{row[1].as<std::string>(), row[2].as<std::string>()};
+        auto id = row[0].as<std::string>();
+        key_by_contact[{key.first, id}] = key.second;
+        auto& entry = learned[key];
+        entry.contact_id = id;
+        entry.named = row[3].as<bool>();
+        conversations.row().field("workspace_id", key.first).field("contact_id", id);
+      }
+      txn->exec_prepared(insert_conversations_stmt, conversations.str());
+      for (const auto& row : txn->exec_prepared(select_conversations_stmt, conversations.str())) {
+        auto ws = row[1].as<std::string>();
+        auto found = key_by_contact.find({ws, row[2].as<std::string>()});
+        if (found == key_by_contact.end())
+          continue;
+        auto id = row[0].as<std::string>();
+        conversation_ids[{ws, found->second}] = id;
+        learned[{ws, found->second}].conversation_id = id;
       }
     }
   }
+  auto conversation_of = [&](size_t i) -> const std::string& {
+    if (known[i] != nullptr)
+      return known[i]->conversation_id;
+    auto found = conversation_ids.find({events[i].workspace_id, keys[i]});
+    if (found == conversation_ids.end())
+      throw std::runtime_error("conversation missing after upsert");
+    return found->second;
+  };
 
-  // 2. Contacts, then conversations, each upserted once per batch.
-  std::map<pair_key, contact_row> contacts;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const auto& r = events[i];
-    if (!needs_conversation(r.ev.kind))
-      continue;
-    auto& c = contacts[{r.workspace_id, keys[i]}];
-    if (c.name.empty())
-      c.name = r.ev.contact_name;
-    if (c.bsuid.empty())
-      c.bsuid = r.ev.contact_bsuid;
-  }
-  std::map<pair_key, std::string> contact_ids;   // (ws, key) -> contact id
-  std::map<pair_key, std::string> conversation_ids; // (ws, key) -> conversation id
-  if (!contacts.empty()) {
-    json_rows upsert;
-    json_rows lookup;
-    for (const auto& [key, c] : contacts) {
-      upsert.row()
-        .field("workspace_id", key.first)
-        .field("phone", key.second)
-        .field("name", c.name)
-        .field("bsuid", c.bsuid);
-      lookup.row().field("workspace_id", key.first).field("phone", key.second);
-    }
-    txn.exec_prepared(upsert_contacts_stmt, upsert.str());
-    std::map<pair_key, std::string> key_by_contact; // (ws, contact id) -> key
-    json_rows conversations;
-    for (const auto& row : txn.exec_prepared(select_contacts_stmt, lookup.str())) {
-      pair_key key{row[1].as<std::string>(), row[2].as<std::string>()};
-      auto id = row[0].as<std::string>();
-      key_by_contact[{key.first, id}] = key.second;
-      contact_ids[key] = id;
-      conversations.row().field("workspace_id", key.first).field("contact_id", id);
-    }
-    txn.exec_prepared(insert_conversations_stmt, conversations.str());
-    for (const auto& row : txn.exec_prepared(select_conversations_stmt, conversations.str())) {
-      auto ws = row[1].as<std::string>();
-      auto found = key_by_contact.find({ws, row[2].as<std::string>()});
-      if (found != key_by_contact.end())
-        conversation_ids[{ws, found->second}] = row[0].as<std::string>();
-    }
-  }
-
-  // 3. Messages: the first occurrence of an id in the batch is written, any
-  //    later one is a duplicate of it.
+  // 3. Messages with their conversations' inbox metadata: the first
+  //    occurrence of an id in the batch is written, later ones duplicate it.
   std::map<pair_key, size_t> first_of;
   json_rows messages;
-  std::set<std::string> touched; // conversations to lock and update
-  std::map<std::string, bool> closing;
+  std::set<std::string> closing;
   for (size_t i = 0; i < events.size(); ++i) {
     const auto& r = events[i];
     if (!needs_conversation(r.ev.kind))
       continue;
-    auto conv = conversation_ids.find({r.workspace_id, keys[i]});
-    if (conv == conversation_ids.end())
-      throw std::runtime_error("conversation missing after upsert");
-    if (r.ev.kind == event_kind::conversation_ended) {
-      touched.insert(conv->second);
-      closing[conv->second] = true;
-      continue;
-    }
+    const auto& conversation_id = conversation_of(i);
+    if (r.ev.kind == event_kind::conversation_ended)
+      closing.insert(conversation_id);
     if (!is_message(r.ev.kind))
       continue;
     if (!first_of.emplace(pair_key{r.workspace_id, r.ev.message_id}, i).second) {
       result.outcomes[i] = write_outcome::duplicate;
       continue;
     }
-    touched.insert(conv->second);
-    auto& row = messages.row()
-                  .field("conversation_id", conv->second)
-                  .field("workspace_id", r.workspace_id)
-                  .field("direction", r.ev.direction)
-                  .field("sender_type", r.ev.sender_type)
-                  .field("content", r.ev.content)
-                  .field("message_type", r.ev.message_type.empty() ? std::string_view{"text"}
-                                                                   : r.ev.message_type)
-                  .field("media_url", r.ev.media_url)
-                  .field("kapso_message_id", r.ev.message_id)
-                  .raw_field("metadata", r.ev.metadata_json.empty() ? std::string_view{"{}"}
-                                                                    : r.ev.metadata_json)
-                  .field("ts", r.ev.timestamp)
-                  .field("status", r.ev.status);
-    (void) row;
-  }
-  if (!touched.empty()) {
-    json_rows ids_to_lock;
-    std::string lock_list = "[";
-    for (const auto& id : touched) {
-      if (lock_list.size() > 1)
-        lock_list += ',';
-      append_json_string(lock_list, id);
-    }
-    lock_list += ']';
-    txn.exec_prepared(lock_conversations_stmt, lock_list);
+    messages.row()
+      .field("conversation_id", conversation_id)
+      .field("workspace_id", r.workspace_id)
+      .field("direction", r.ev.direction)
+      .field("sender_type", r.ev.sender_type)
+      .field("content", r.ev.content)
+      .field("message_type", r.ev.message_type.empty() ? std::string_view{"text"}
+                                                       : r.ev.message_type)
+      .field("media_url", r.ev.media_url)
+      .field("kapso_message_id", r.ev.message_id)
+      .raw_field("metadata", r.ev.metadata_json.empty() ? std::string_view{"{}"}
+                                                        : r.ev.metadata_json)
+      .field("ts", r.ev.timestamp)
+      .field("status", r.ev.status)
+      .field("preview", r.ev.preview);
   }
   std::set<pair_key> inserted;
+  json_rows new_outbound;
   if (!messages.empty())
-    for (const auto& row : txn.exec_prepared(insert_messages_stmt, messages.str()))
-      inserted.emplace(row[0].as<std::string>(), row[1].as<std::string>());
-
-  // 4. Conversation inbox metadata from what was really inserted.
-  std::map<std::string, conversation_delta> deltas;
-  std::vector<message_ref> new_outbound;
-  for (const auto& [key, i] : first_of) {
-    const auto& r = events[i];
-    if (inserted.count(key) == 0) {
-      result.outcomes[i] = write_outcome::duplicate;
-      continue;
+    for (const auto& row : txn->exec_prepared(insert_messages_stmt, messages.str())) {
+      pair_key key{row[0].as<std::string>(), row[1].as<std::string>()};
+      if (row[2].as<std::string>() != "inbound")
+        new_outbound.row().field("workspace_id", key.first).field("kapso_message_id", key.second);
+      inserted.insert(std::move(key));
     }
-    const auto& conv = conversation_ids[{r.workspace_id, keys[i]}];
-    deltas[conv].add_message(r.ev.direction == "inbound", r.ev.timestamp, r.ev.preview);
-    if (r.ev.direction != "inbound")
-      new_outbound.push_back(key);
-  }
-  for (const auto& [conv, close] : closing)
-    deltas[conv].close = close;
-  if (!deltas.empty()) {
-    json_rows updates;
-    for (const auto& [conv, d] : deltas)
-      updates.row()
-        .field("id", conv)
-        .field("unread", static_cast<int64_t>(d.unread))
-        .field("ts", d.newest_ts)
-        .field("preview", d.newest_preview)
-        .field("close", d.close);
-    txn.exec_prepared(update_conversations_stmt, updates.str());
+  for (const auto& [key, i] : first_of)
+    if (inserted.count(key) == 0)
+      result.outcomes[i] = write_outcome::duplicate;
+  if (!closing.empty()) {
+    std::string ids = "[";
+    for (const auto& id : closing) {
+      if (ids.size() > 1)
+        ids += ',';
+      append_json_string(ids, id);
+    }
+    ids += ']';
+    txn->exec_prepared(close_conversations_stmt, ids);
   }
 
-  // 5. Statuses: the highest of each message's statuses in this batch is
+  // 4. Statuses: the highest of each message's statuses in this batch is
   //    applied if it moves the message forward, or kept for later.
   std::map<pair_key, size_t> best_status;
   for (size_t i = 0; i < events.size(); ++i) {
@@ -337,19 +355,19 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
         row.raw_field("error", events[i].ev.status_error_json);
     }
     std::set<pair_key> stale;
-    json_rows pending;
-    for (const auto& row : txn.exec_prepared(advance_statuses_stmt, statuses.str())) {
+    std::set<pair_key> missing;
+    for (const auto& row : txn->exec_prepared(advance_statuses_stmt, statuses.str())) {
       pair_key key{row[0].as<std::string>(), row[1].as<std::string>()};
       bool updated = row[2].as<bool>();
       bool found = row[3].as<bool>();
-      if (found && !updated) {
+      if (found && !updated)
         stale.insert(key);
-      } else if (!found) {
-        result.pending.push_back(key);
-      }
+      else if (!found)
+        missing.insert(key);
     }
     // Every status of a message not yet seen is kept, not just the highest,
     // so a failed status's error survives whichever arrives first.
+    json_rows pending;
     for (size_t i = 0; i < events.size(); ++i) {
       const auto& r = events[i];
       if (r.ev.kind != event_kind::message_status)
@@ -357,8 +375,7 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
       pair_key key{r.workspace_id, r.ev.message_id};
       if (stale.count(key) != 0) {
         result.outcomes[i] = write_outcome::duplicate;
-      } else if (std::find(result.pending.begin(), result.pending.end(), key)
-                 != result.pending.end()) {
+      } else if (missing.count(key) != 0) {
         auto& row = pending.row()
                       .field("workspace_id", key.first)
                       .field("kapso_message_id", key.second)
@@ -370,18 +387,24 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
       }
     }
     if (!pending.empty())
-      txn.exec_prepared(insert_pending_statuses_stmt, pending.str());
+      txn->exec_prepared(insert_pending_statuses_stmt, pending.str());
+    result.pending.assign(missing.begin(), missing.end());
   }
 
-  // 6. Statuses that arrived before these new messages.
-  if (!new_outbound.empty()) {
-    json_rows refs;
-    for (const auto& [ws, id] : new_outbound)
-      refs.row().field("workspace_id", ws).field("kapso_message_id", id);
-    txn.exec_prepared(apply_pending_statuses_stmt, refs.str());
-  }
+  // 5. Statuses that arrived before these new messages.
+  if (!new_outbound.empty())
+    txn->exec_prepared(apply_pending_statuses_stmt, new_outbound.str());
 
-  txn.commit();
+  if (auto work = dynamic_cast<pqxx::work*>(txn.get()))
+    work->commit();
+  txn.reset();
+
+  // Only committed ids are worth remembering.
+  if (known_.size() + learned.size() > max_known_conversations)
+    known_.clear();
+  for (auto& [key, entry] : learned)
+    if (!entry.conversation_id.empty())
+      known_[key.first + '\n' + key.second] = std::move(entry);
   return result;
 }
 

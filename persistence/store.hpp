@@ -5,6 +5,7 @@
 #include <chrono>
 #include <memory>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -63,6 +64,10 @@ public:
 
   std::vector<std::string> migrate();
 
+  // Forgets cached contact/conversation ids (e.g. after a foreign-key
+  // failure: another application deleted a row).
+  void forget_cached_ids() noexcept { known_.clear(); }
+
   std::string register_workspace(const std::string& name, const std::string& slug,
                                  const std::string& phone_number_id,
                                  const std::string& secret);
@@ -70,9 +75,18 @@ public:
 private:
   void prepare_statements();
 
+  // What the writer knows of a (workspace, contact key) from earlier
+  // commits: saves the contact and conversation upserts on the hot path.
+  struct known_conversation {
+    std::string contact_id;
+    std::string conversation_id;
+    bool named = false; // contact has a name: nothing to fill
+  };
+
   std::string url_;
   std::chrono::milliseconds statement_timeout_;
   std::unique_ptr<pqxx::connection> conn_;
+  std::unordered_map<std::string, known_conversation> known_; // "ws\nkey"
 };
 
 } // namespace kapso
