@@ -243,10 +243,10 @@ std::string read_kapso_event(const json& obj, std::string type,
     // Sent from the WhatsApp Business app means a person typed it.
     ev.sender_type = origin == "business_app" ? "user" : "bot";
     auto kapso_status = text_at(kapso, "status");
-    if (kind == event_kind::message_sent && is_delivery_status(kapso_status))
-      ev.status = kapso_status;
+    if (kind == event_kind::message_status)
+      ev.status = status;
     else
-      ev.status = kind == event_kind::message_sent ? "sent" : status;
+      ev.status = is_delivery_status(kapso_status) ? kapso_status : std::string{"sent"};
     if (ev.status == "failed")
       ev.status_error_json = kapso_error(*message);
   }

@@ -168,6 +168,8 @@ struct http_server::impl {
       spdlog::info("delivery refused (400): {}", parsed.error);
       return send(req, "webhook", answer_error(400, parsed.error));
     }
+    for (const auto& why : parsed.skipped)
+      spdlog::warn("event skipped and counted ignored: {}", why);
     auto d = std::make_shared<delivery>(std::move(parsed.parsed));
     d->body = req->body();
     d->kapso_signature = std::string{header_or_empty(req, "X-Webhook-Signature")};

@@ -16,16 +16,17 @@ constexpr size_t digest_size = 32;
 
 using digest = std::array<unsigned char, digest_size>;
 
-digest hmac_sha256(std::string_view secret, std::string_view body) {
-  digest out{};
+// False only when OpenSSL refuses (e.g. a FIPS provider and a short key):
+// the caller must then treat the signature as wrong, never as all zeros.
+bool hmac_sha256(std::string_view secret, std::string_view body, digest& out) {
   unsigned int out_len = 0;
   // A null key pointer is not accepted even with length 0.
   static const char empty_key = 0;
   const char* key = secret.empty() ? &empty_key : secret.data();
-  HMAC(EVP_sha256(), key, static_cast<int>(secret.size()),
-       reinterpret_cast<const unsigned char*>(body.data()), body.size(), out.data(),
-       &out_len);
-  return out;
+  auto* mac = HMAC(EVP_sha256(), key, static_cast<int>(secret.size()),
+                   reinterpret_cast<const unsigned char*>(body.data()), body.size(),
+                   out.data(), &out_len);
+  return mac != nullptr && out_len == digest_size;
 }
 
 int hex_value(char c) {
@@ -63,7 +64,9 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
 
 std::string hmac_sha256_hex(std::string_view secret, std::string_view body) {
   static constexpr char digits[] = "0123456789abcdef";
-  auto mac = hmac_sha256(secret, body);
+  digest mac{};
+  if (!hmac_sha256(secret, body, mac))
+    return {};
   std::string out;
   out.reserve(digest_size * 2);
   for (auto byte : mac) {
@@ -93,7 +96,9 @@ bool signature_matches(std::string_view body, std::string_view signature_hex,
     // Anyone can compute an HMAC under the empty key: it proves nothing.
     if (secret.empty())
       continue;
-    auto expected = hmac_sha256(secret, body);
+    digest expected{};
+    if (!hmac_sha256(secret, body, expected))
+      continue;
     if (CRYPTO_memcmp(expected.data(), claimed.data(), digest_size) == 0)
       return true;
   }

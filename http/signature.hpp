@@ -7,7 +7,7 @@
 
 namespace kapso {
 
-// Lowercase hex HMAC-SHA256 of `body` under `secret`.
+// Lowercase hex HMAC-SHA256 of `body` under `secret` ("" if OpenSSL fails).
 std::string hmac_sha256_hex(std::string_view secret, std::string_view body);
 
 // True when `signature_hex` (case-insensitive hex, optional "sha256=" prefix)

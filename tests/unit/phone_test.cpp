@@ -1,0 +1,71 @@
+// Phone normalisation to E.164 and masking for logs.
+#include "http/phone.hpp"
+
+#include <boost/test/unit_test.hpp>
+
+using namespace kapso;
+
+BOOST_AUTO_TEST_SUITE(phone)
+
+BOOST_AUTO_TEST_CASE(variants_of_one_number_normalise_alike) {
+  for (auto raw : {"+15551234567", "15551234567", "+1 (555) 123-4567",
+                   "+1-555-123-4567", "001 555 123 4567", "(555) 123-4567",
+                   "555.123.4567", "5551234567", " +1 555 123 4567 "}) {
+    BOOST_TEST_CONTEXT("raw " << raw) {
+      BOOST_TEST(normalise_phone(raw, "US") == "+15551234567");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(test_numbers_are_accepted) {
+  // 555 numbers are possible but not valid: they must still normalise.
+  BOOST_TEST(normalise_phone("15550001111", "US") == "+15550001111");
+  BOOST_TEST(normalise_phone("+15551234567", "US") == "+15551234567");
+}
+
+BOOST_AUTO_TEST_CASE(wa_id_form_wins_over_the_region) {
+  // Digits-only longer than 10 are international, whatever the region.
+  BOOST_TEST(normalise_phone("447911123456", "US") == "+447911123456");
+  BOOST_TEST(normalise_phone("15551234567", "GB") == "+15551234567");
+  BOOST_TEST(normalise_phone("5511987654321", "US") == "+5511987654321");
+}
+
+BOOST_AUTO_TEST_CASE(default_region_is_honoured) {
+  BOOST_TEST(normalise_phone("07911 123456", "GB") == "+447911123456");
+  BOOST_TEST(normalise_phone("07911 123456", "US") == "");
+  BOOST_TEST(normalise_phone("5551234567", "US") == "+15551234567");
+  BOOST_TEST(normalise_phone("(11) 98765-4321", "BR") == "+5511987654321");
+}
+
+BOOST_AUTO_TEST_CASE(international_prefix_00) {
+  BOOST_TEST(normalise_phone("0044 7911 123456", "US") == "+447911123456");
+}
+
+BOOST_AUTO_TEST_CASE(garbage_is_empty) {
+  for (auto raw : {"", " ", "+", "abc", "1-800-FLOWERS", "12", "+1", "5551234567x",
+                   "hello@example.com", "++15551234567", "1+5551234567",
+                   "bsuid:US.123", "12345678901234567890123456789012345678901234"}) {
+    BOOST_TEST_CONTEXT("raw " << raw) {
+      BOOST_TEST(normalise_phone(raw, "US") == "");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(unknown_region_only_reads_international_numbers) {
+  BOOST_TEST(normalise_phone("5551234567", "XX") == "");
+  BOOST_TEST(normalise_phone("+15551234567", "XX") == "+15551234567");
+}
+
+BOOST_AUTO_TEST_CASE(mask_keeps_country_code_and_two_last_digits) {
+  BOOST_TEST(mask_phone("+15551234567") == "+1555*****67");
+  BOOST_TEST(mask_phone("+447911123456") == "+4479******56");
+  BOOST_TEST(mask_phone("15551234567") == "1555*****67");
+}
+
+BOOST_AUTO_TEST_CASE(mask_hides_short_values_entirely) {
+  BOOST_TEST(mask_phone("") == "");
+  BOOST_TEST(mask_phone("+1234") == "*****");
+  BOOST_TEST(mask_phone("12345678") == "********");
+}
+
+BOOST_AUTO_TEST_SUITE_END()
