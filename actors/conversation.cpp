@@ -35,10 +35,16 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
                            std::chrono::milliseconds idle, std::chrono::milliseconds timeout) {
   self->state.writer = std::move(writer);
   self->state.timeout = timeout;
+  self->state.idle = idle;
+  self->state.last_activity = self->clock().now();
+  // One timer per idle period rather than a receive timeout re-armed on
+  // every message: the clock is shared by all actors and not free.
+  self->delayed_send(self, idle, idle_atom::value);
   metrics::global().conversation_actors++;
   return {
     [=](ingest_atom, routed_event& ev) -> caf::result<write_outcome> {
       auto& st = self->state;
+      st.last_activity = self->clock().now();
       auto rp = self->make_response_promise<write_outcome>();
       std::string message_id;
       if (is_message(ev.ev)) {
@@ -61,6 +67,7 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
         .then(
           [=](write_outcome outcome) mutable {
             auto& st = self->state;
+            st.last_activity = self->clock().now();
             --st.outstanding;
             rp.deliver(outcome);
             if (message_id.empty())
@@ -81,6 +88,7 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
           },
           [=](caf::error& err) mutable {
             auto& st = self->state;
+            st.last_activity = self->clock().now();
             --st.outstanding;
             rp.deliver(err);
             if (message_id.empty())
@@ -94,11 +102,18 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
           });
       return rp;
     },
-    caf::after(idle) >>
-      [=] {
-        if (self->state.outstanding == 0 && self->state.in_flight.empty())
-          self->quit();
-      },
+    [=](idle_atom) {
+      auto& st = self->state;
+      auto idle_for = self->clock().now() - st.last_activity;
+      if (idle_for >= st.idle && st.outstanding == 0 && st.in_flight.empty()) {
+        self->quit();
+        return;
+      }
+      auto wait = idle_for >= st.idle ? st.idle
+                                      : std::chrono::duration_cast<std::chrono::milliseconds>(
+                                          st.idle - idle_for);
+      self->delayed_send(self, wait, idle_atom::value);
+    },
   };
 }
 

@@ -24,6 +24,8 @@ struct conversation_state {
   std::unordered_set<std::string> recent;
   std::deque<std::string> recent_order;
   size_t outstanding = 0; // requests to the writer not yet answered
+  caf::actor_clock::time_point last_activity;
+  std::chrono::milliseconds idle{5000};
 
   ~conversation_state();
 };

@@ -59,6 +59,12 @@ ingest_config::ingest_config() {
   add_error_category(caf::atom("kapso"), [](uint8_t code, caf::atom_value, const caf::message&) {
     return std::string{"kapso: "} + to_string(static_cast<ingest_errc>(code));
   });
+  // CAF's defaults spin worker threads while they look for work; on a small
+  // machine shared with PostgreSQL that spinning costs more than it saves.
+  // Both stay tunable (--scheduler.max-threads, --work-stealing.*).
+  set("scheduler.max-threads", size_t{1});
+  set("work-stealing.aggressive-poll-attempts", size_t{1});
+  set("work-stealing.moderate-poll-attempts", size_t{1});
   auto& v = values;
   opt_group{custom_options_, "http"}
     .add(v.host, "host", "address to listen on (default 0.0.0.0)")

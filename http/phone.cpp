@@ -1,6 +1,8 @@
 // Phone numbers to E.164 with libphonenumber; masking for logs.
 #include "http/phone.hpp"
 
+#include <unordered_map>
+
 #include <phonenumbers/logger.h>
 #include <phonenumbers/phonenumber.pb.h>
 #include <phonenumbers/phonenumberutil.h>
@@ -71,7 +73,9 @@ std::string parse_e164(const std::string& number, const std::string& region) {
 
 } // namespace
 
-std::string normalise_phone(std::string_view raw, const std::string& default_region) {
+namespace {
+
+std::string normalise_uncached(std::string_view raw, const std::string& default_region) {
   while (!raw.empty() && (raw.front() == ' ' || raw.front() == '\t'))
     raw.remove_prefix(1);
   while (!raw.empty() && (raw.back() == ' ' || raw.back() == '\t'))
@@ -91,6 +95,27 @@ std::string normalise_phone(std::string_view raw, const std::string& default_reg
       return international;
   }
   return parse_e164(number, default_region);
+}
+
+// libphonenumber's regex matching costs microseconds per call and the same
+// customers write again and again: remember recent answers per thread.
+constexpr size_t phone_cache_capacity = 65536;
+
+} // namespace
+
+std::string normalise_phone(std::string_view raw, const std::string& default_region) {
+  thread_local std::unordered_map<std::string, std::string> cache;
+  std::string key;
+  key.reserve(raw.size() + default_region.size() + 1);
+  key.append(default_region).append(1, '|').append(raw);
+  auto found = cache.find(key);
+  if (found != cache.end())
+    return found->second;
+  auto normalised = normalise_uncached(raw, default_region);
+  if (cache.size() >= phone_cache_capacity)
+    cache.clear();
+  cache.emplace(std::move(key), normalised);
+  return normalised;
 }
 
 std::string mask_phone(std::string_view phone) {
