@@ -93,15 +93,19 @@ int main(int argc, char** argv) {
     --argc;
     ++argv;
   }
-  // A bare boolean flag means true.
-  std::vector<std::string> flag_args;
-  flag_args.reserve(static_cast<size_t>(argc));
+  // A bare boolean flag means true, and "--spool.dir=" means empty: CAF's
+  // parser wants a value in both cases.
+  std::vector<std::string> rewritten;
+  rewritten.reserve(static_cast<size_t>(argc));
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
-    if (arg == "--security.allow-unsigned" || arg == "--persistence.migrate-on-start") {
-      flag_args.push_back(arg + "=true");
-      argv[i] = flag_args.back().data();
-    }
+    if (arg == "--security.allow-unsigned" || arg == "--persistence.migrate-on-start")
+      rewritten.push_back(arg + "=true");
+    else if (arg.size() > 3 && arg.compare(0, 2, "--") == 0 && arg.back() == '=')
+      rewritten.push_back(arg + "\"\"");
+    else
+      continue;
+    argv[i] = rewritten.back().data();
   }
   ingest_config cfg;
   if (auto err = cfg.parse(argc, argv)) {

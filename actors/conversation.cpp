@@ -75,15 +75,16 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
             auto copies = st.in_flight.find(message_id);
             if (copies != st.in_flight.end()) {
               // The copies are retries of a message that is now stored.
-              auto copy_outcome = outcome == write_outcome::ignored ? write_outcome::ignored
-                                                                    : write_outcome::duplicate;
+              auto copy_outcome = outcome == write_outcome::accepted ? write_outcome::duplicate
+                                                                     : outcome;
               for (auto& copy : copies->second) {
-                metrics::global().count_event(type, copy_outcome);
+                if (copy_outcome != write_outcome::retry)
+                  metrics::global().count_event(type, copy_outcome);
                 copy.deliver(copy_outcome);
               }
               st.in_flight.erase(copies);
             }
-            if (outcome != write_outcome::ignored)
+            if (outcome == write_outcome::accepted || outcome == write_outcome::duplicate)
               remember(st, message_id);
           },
           [=](caf::error& err) mutable {

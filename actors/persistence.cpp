@@ -26,6 +26,10 @@ void finish(writer_actor* self, std::vector<write_outcome> outcomes,
             std::vector<caf::typed_response_promise<write_outcome>>& waiting,
             const std::vector<routed_event>& batch) {
   for (size_t i = 0; i < waiting.size(); ++i) {
+    if (outcomes[i] == write_outcome::retry) {
+      waiting[i].deliver(make_error(ingest_errc::unavailable));
+      continue;
+    }
     metrics::global().count_event(batch[i].ev.event_type, outcomes[i]);
     waiting[i].deliver(outcomes[i]);
   }
@@ -73,6 +77,13 @@ std::vector<write_outcome> commit_with_retries(writer_actor* self,
         // look the ids up again before blaming an event.
         st.store->forget_cached_ids();
         continue;
+      }
+      if (batch.size() == 1 && kind == failure_kind::stale_reference) {
+        const auto& ev = batch.front().ev;
+        spdlog::warn("event {} ({}) refers to a workspace row that no longer exists; "
+                     "answered 503 so it is delivered again: {}",
+                     ev.message_id.empty() ? "-" : ev.message_id, ev.event_type, e.what());
+        return {write_outcome::retry};
       }
       if (batch.size() == 1) {
         const auto& ev = batch.front().ev;

@@ -101,7 +101,9 @@ struct delivery_result {
 };
 
 // The fate of one routed event after its batch committed.
-enum class write_outcome : uint8_t { accepted, duplicate, ignored };
+// `retry`: not written for a reason that may pass (e.g. the workspace row
+// changed under us); answered as an error so Kapso delivers it again.
+enum class write_outcome : uint8_t { accepted, duplicate, ignored, retry };
 
 // -- workspaces ------------------------------------------------------------------
 

@@ -36,7 +36,8 @@ struct tally {
     switch (outcome) {
       case write_outcome::accepted: ++result.accepted; break;
       case write_outcome::duplicate: ++result.duplicates; break;
-      default: ++result.ignored; break;
+      case write_outcome::ignored: ++result.ignored; break;
+      case write_outcome::retry: fail(make_error(ingest_errc::unavailable)); return;
     }
     done_one();
   }
@@ -237,7 +238,6 @@ void look_up(router_actor* self, std::vector<std::string> ids) {
           entry.known = false;
           entry.info = workspace_info{};
           entry.fetched = now;
-          entry.refreshing = false;
         }
         for (auto& info : found) {
           auto& entry = st.workspaces[info.phone_number_id];
@@ -248,13 +248,20 @@ void look_up(router_actor* self, std::vector<std::string> ids) {
         wake(self, ids, true);
       },
       [=](caf::error&) {
+        // PostgreSQL is away: a workspace we knew keeps working from the
+        // cache (its events may go to the spool); unknown ones cannot.
         auto& st = self->state;
+        std::vector<std::string> stale_ok;
+        std::vector<std::string> failed;
         for (const auto& id : ids) {
           auto found = st.workspaces.find(id);
-          if (found != st.workspaces.end())
-            found->second.refreshing = false;
+          if (found != st.workspaces.end() && found->second.known)
+            stale_ok.push_back(id);
+          else
+            failed.push_back(id);
         }
-        wake(self, ids, false);
+        wake(self, stale_ok, true);
+        wake(self, failed, false);
       });
 }
 
@@ -284,7 +291,6 @@ caf::behavior router(router_actor* self, settings cfg, caf::actor directory,
       job->rp = self->make_response_promise<delivery_result>();
       auto now = self->clock().now();
       std::vector<std::string> to_fetch;
-      std::vector<std::string> to_refresh;
       for (const auto& ev : job->d->events) {
         const auto& id = ev.phone_number_id;
         auto found = st.workspaces.find(id);
@@ -292,14 +298,8 @@ caf::behavior router(router_actor* self, settings cfg, caf::actor directory,
                      && now - found->second.fetched < st.cfg.workspace_cache_ttl;
         if (fresh)
           continue;
-        if (found != st.workspaces.end() && found->second.known) {
-          // Serve the known workspace; refresh its secrets in the background.
-          if (!found->second.refreshing) {
-            found->second.refreshing = true;
-            to_refresh.push_back(id);
-          }
-          continue;
-        }
+        // Stale, known or not: ask the database before using it, so a new,
+        // changed or re-created workspace takes effect within the TTL.
         auto& jobs = st.waiting[id];
         if (std::find(jobs.begin(), jobs.end(), job) != jobs.end())
           continue;
@@ -308,8 +308,6 @@ caf::behavior router(router_actor* self, settings cfg, caf::actor directory,
         jobs.push_back(job);
         ++job->lookups_left;
       }
-      if (!to_refresh.empty())
-        look_up(self, std::move(to_refresh));
       if (!to_fetch.empty())
         look_up(self, std::move(to_fetch));
       if (job->lookups_left == 0)

@@ -21,7 +21,6 @@ struct workspace_entry {
   bool known = false; // false: no workspace has this phone_number_id
   workspace_info info;
   std::chrono::steady_clock::time_point fetched;
-  bool refreshing = false;
 };
 
 struct delivery_job; // one delivery waiting for look-ups or writes

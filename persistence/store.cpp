@@ -66,6 +66,8 @@ failure_kind classify_failure(const std::exception& e) {
     const auto& state = sql_error->sqlstate();
     if (state == "40001" || state == "40P01")
       return failure_kind::conflict;
+    if (state == "23503")
+      return failure_kind::stale_reference;
     // 08: connection, 53: resources, 57: operator intervention (incl. the
     // statement timeout 57014), 58: system error.
     if (state.size() == 5

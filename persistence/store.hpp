@@ -28,6 +28,7 @@ enum class failure_kind {
   unavailable, // connection lost, timeout, server shutting down: retry later
   conflict,    // deadlock / serialization failure: retry now
   bad_data,    // the batch contains an event the database rejects
+  stale_reference, // a referenced row (workspace) vanished: retry later
 };
 
 failure_kind classify_failure(const std::exception& e);

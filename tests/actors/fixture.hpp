@@ -23,6 +23,7 @@ inline std::ostream& boost_test_print_type(std::ostream& out, write_outcome x) {
     case write_outcome::accepted: return out << "accepted";
     case write_outcome::duplicate: return out << "duplicate";
     case write_outcome::ignored: return out << "ignored";
+    case write_outcome::retry: return out << "retry";
   }
   return out << "write_outcome(" << static_cast<int>(x) << ")";
 }

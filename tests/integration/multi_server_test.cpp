@@ -1,0 +1,118 @@
+// SPEC §6: two server processes on one database, fed the same deliveries, give the same tables.
+#include <algorithm>
+#include <atomic>
+#include <future>
+#include <random>
+
+#include <boost/test/unit_test.hpp>
+
+#include "tests/integration/harness.hpp"
+
+using namespace kapso_test;
+
+BOOST_AUTO_TEST_SUITE(multi_server)
+
+BOOST_AUTO_TEST_CASE(two_servers_same_deliveries_same_tables) {
+  test_database db;
+  auto ws = db.insert_workspace();
+  server_process first{db.url(), server_options{{}, {}, "/readyz", std::nullopt, "multi-a"}};
+  server_process second{db.url(), server_options{{}, {}, "/readyz", std::nullopt, "multi-b"}};
+
+  constexpr int conversations = 10;
+  constexpr int per_conversation = 10;
+  constexpr int64_t base = 1730700000;
+  struct delivery {
+    int conversation;
+    int index;
+    std::string body;
+  };
+  std::vector<delivery> deliveries;
+  for (int c = 0; c < conversations; ++c)
+    for (int k = 0; k < per_conversation; ++k) {
+      kapso_message m;
+      m.id = "wamid.multi." + std::to_string(c) + "." + std::to_string(k);
+      m.phone_number_id = ws.phone_number_id;
+      m.phone = "+1555400000" + std::to_string(c);
+      m.timestamp = base + k;
+      m.text = "m " + std::to_string(c) + " " + std::to_string(k);
+      m.contact_name = "Customer " + std::to_string(c);
+      deliveries.push_back({c, k, kapso_event(m).dump()});
+    }
+  std::shuffle(deliveries.begin(), deliveries.end(), std::mt19937{20241028});
+
+  struct answer {
+    int status = 0;
+    delivery_counts counts;
+    std::string body;
+  };
+  std::vector<answer> from_first(deliveries.size()), from_second(deliveries.size());
+  std::atomic<size_t> next{0};
+  auto port_a = first.port();
+  auto port_b = second.port();
+  run_concurrently(10, [&](size_t) {
+    http_client client_a{port_a};
+    http_client client_b{port_b};
+    for (size_t i = next++; i < deliveries.size(); i = next++) {
+      // The same delivery to both servers at the same moment.
+      auto other = std::async(std::launch::async, [&] {
+        return post_webhook(client_b, deliveries[i].body);
+      });
+      auto mine = post_webhook(client_a, deliveries[i].body);
+      auto theirs = other.get();
+      for (auto [response, slot] : {std::pair{&mine, &from_first[i]},
+                                    std::pair{&theirs, &from_second[i]}}) {
+        slot->status = response->status;
+        slot->body = response->body;
+        if (response->status == 200)
+          slot->counts = counts_of(*response);
+      }
+    }
+  });
+
+  int64_t accepted = 0, duplicates = 0, ignored = 0;
+  for (size_t i = 0; i < deliveries.size(); ++i) {
+    for (auto* a : {&from_first[i], &from_second[i]}) {
+      BOOST_TEST(a->status == 200, "delivery " << i << ": " << a->status << " " << a->body);
+      accepted += a->counts.accepted;
+      duplicates += a->counts.duplicates;
+      ignored += a->counts.ignored;
+    }
+    BOOST_TEST(from_first[i].counts.accepted + from_second[i].counts.accepted == 1,
+               "delivery " << i << " accepted by both or neither: " << from_first[i].body
+                           << " / " << from_second[i].body);
+  }
+  BOOST_TEST(accepted == conversations * per_conversation);
+  BOOST_TEST(duplicates == conversations * per_conversation);
+  BOOST_TEST(ignored == 0);
+
+  BOOST_TEST(db.count("SELECT count(*) FROM messages") == conversations * per_conversation);
+  BOOST_TEST(db.count("SELECT count(DISTINCT kapso_message_id) FROM messages")
+             == conversations * per_conversation);
+  BOOST_TEST(db.count("SELECT count(*) FROM contacts") == conversations);
+  BOOST_TEST(db.count("SELECT count(DISTINCT phone) FROM contacts") == conversations);
+  BOOST_TEST(db.count("SELECT count(*) FROM conversations") == conversations);
+  BOOST_TEST(db.count("SELECT count(DISTINCT contact_id) FROM conversations") == conversations);
+  // Every message hangs off the conversation of its own customer.
+  BOOST_TEST(db.count("SELECT count(*) FROM messages m JOIN conversations cv "
+                      "ON cv.id = m.conversation_id JOIN contacts c ON c.id = cv.contact_id "
+                      "WHERE split_part(m.kapso_message_id, '.', 3) "
+                      "<> right(c.phone, 1)")
+             == 0);
+  auto rows = db.query(
+    "SELECT c.phone, c.name, cv.unread_count, extract(epoch FROM cv.last_message_at)::bigint, "
+    "cv.last_message_preview FROM conversations cv JOIN contacts c ON c.id = cv.contact_id "
+    "ORDER BY c.phone");
+  BOOST_TEST_REQUIRE(rows.size() == static_cast<size_t>(conversations));
+  for (int c = 0; c < conversations; ++c) {
+    BOOST_TEST_CONTEXT("conversation " << c) {
+      BOOST_TEST(text(rows[c][0]) == "+1555400000" + std::to_string(c));
+      BOOST_TEST(text(rows[c][1]) == "Customer " + std::to_string(c));
+      BOOST_TEST(text(rows[c][2]) == std::to_string(per_conversation));
+      BOOST_TEST(text(rows[c][3]) == std::to_string(base + per_conversation - 1));
+      BOOST_TEST(text(rows[c][4])
+                 == "m " + std::to_string(c) + " " + std::to_string(per_conversation - 1));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
