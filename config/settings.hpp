@@ -27,11 +27,11 @@ struct settings {
   std::chrono::milliseconds workspace_cache_ttl{500};
   std::chrono::milliseconds unknown_log_period{60000};
   std::chrono::milliseconds conversation_idle{5000};
-  size_t conversation_max = 100000;          // live conversation actors
+  size_t conversation_max = 20000;           // live conversation actors
 
   // persistence
   std::string database_url;
-  size_t writers = 2;                        // persistence actors, one connection each
+  size_t writers = 1;                        // persistence actors, one connection each
   size_t batch_max = 500;                    // events per transaction
   std::chrono::milliseconds flush_interval{0}; // 0 = when queued writes are drained
   std::chrono::milliseconds statement_timeout{2000};

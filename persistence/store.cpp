@@ -31,7 +31,7 @@ constexpr const char* apply_pending_statuses_stmt = "apply_pending_statuses";
 constexpr const char* find_workspaces_stmt = "find_workspaces";
 
 // Bounds the writer's id cache; past it the cache starts over.
-constexpr size_t max_known_conversations = 200000;
+constexpr size_t max_known_conversations = 100000;
 
 bool needs_conversation(event_kind kind) {
   switch (kind) {

@@ -15,8 +15,12 @@ BOOST_AUTO_TEST_SUITE(multi_server)
 BOOST_AUTO_TEST_CASE(two_servers_same_deliveries_same_tables) {
   test_database db;
   auto ws = db.insert_workspace();
-  server_process first{db.url(), server_options{{}, {}, "/readyz", std::nullopt, "multi-a"}};
-  server_process second{db.url(), server_options{{}, {}, "/readyz", std::nullopt, "multi-b"}};
+  // Different writer pools too: three writers sharing conversations by hash
+  // in one process, one in the other, must still give the same tables.
+  server_process first{db.url(), server_options{{"--persistence.writers=3"}, {}, "/readyz",
+                                                std::nullopt, "multi-a"}};
+  server_process second{db.url(), server_options{{"--persistence.writers=1"}, {}, "/readyz",
+                                                 std::nullopt, "multi-b"}};
 
   constexpr int conversations = 10;
   constexpr int per_conversation = 10;
