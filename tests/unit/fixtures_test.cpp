@@ -14,6 +14,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "persistence/inbox_rules.hpp"
+
 using namespace kapso;
 using nlohmann::json;
 
@@ -48,18 +50,6 @@ std::string header(const json& headers, const char* name) {
     if (lower(key) == lower(name))
       return value.get<std::string>();
   return {};
-}
-
-int rank(const std::string& status) {
-  if (status == "received" || status == "sent")
-    return 1;
-  if (status == "delivered")
-    return 2;
-  if (status == "read")
-    return 3;
-  if (status == "failed")
-    return 4;
-  return 0;
 }
 
 bool is_subset(const json& part, const json& whole) {
@@ -299,7 +289,7 @@ void check_messages(const json& fx, const std::vector<routed>& events) {
         if (ev.kind == event_kind::message_status && ev.status == "failed"
             && !ev.status_error_json.empty())
           error = json::parse(ev.status_error_json);
-        if (rank(ev.status) > rank(final_status))
+        if (kapso::status_rank(ev.status) > kapso::status_rank(final_status))
           final_status = ev.status;
       }
       BOOST_TEST(written != nullptr);
