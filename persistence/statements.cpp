@@ -37,6 +37,7 @@ SELECT c.workspace_id::text, i.bsuid, c.phone
 FROM contacts c
 JOIN json_to_recordset($1::json) AS i(workspace_id uuid, bsuid text)
   ON c.workspace_id = i.workspace_id
+ AND c.metadata ? 'business_scoped_user_id'
  AND c.metadata ->> 'business_scoped_user_id' = i.bsuid)";
 
 // A contact first seen without a phone takes the phone once an event links

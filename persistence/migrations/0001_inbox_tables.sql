@@ -55,6 +55,4 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 
 CREATE INDEX IF NOT EXISTS idx_workspaces_kapso_phone_id ON workspaces (kapso_phone_id);
-CREATE INDEX IF NOT EXISTS idx_contacts_workspace ON contacts (workspace_id);
-CREATE INDEX IF NOT EXISTS idx_conversations_workspace ON conversations (workspace_id);
 CREATE INDEX IF NOT EXISTS idx_messages_conversation ON messages (conversation_id, created_at);

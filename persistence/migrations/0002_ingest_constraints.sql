@@ -18,8 +18,20 @@ DELETE FROM contacts c USING (
                                    ORDER BY created_at, id) AS keep
   FROM contacts) r
 WHERE c.id = r.id AND r.id <> r.keep;
-CREATE UNIQUE INDEX IF NOT EXISTS uq_contacts_workspace_phone
-  ON contacts (workspace_id, phone);
+-- Only when no unique key on exactly these columns exists yet: a second one
+-- would double the cost of every contact insert.
+DO $$
+BEGIN
+  IF NOT EXISTS (
+    SELECT 1 FROM pg_index x
+    JOIN pg_attribute a1 ON a1.attrelid = x.indrelid AND a1.attnum = x.indkey[0]
+    JOIN pg_attribute a2 ON a2.attrelid = x.indrelid AND a2.attnum = x.indkey[1]
+    WHERE x.indrelid = 'contacts'::regclass AND x.indisunique AND x.indnkeyatts = 2
+      AND a1.attname = 'workspace_id' AND a2.attname = 'phone') THEN
+    CREATE UNIQUE INDEX uq_contacts_workspace_phone ON contacts (workspace_id, phone);
+  END IF;
+END
+$$;
 
 -- conversations: one per (workspace_id, contact_id)
 CREATE TEMP TABLE kapso_conversation_merge ON COMMIT DROP AS
@@ -51,7 +63,8 @@ CREATE UNIQUE INDEX IF NOT EXISTS uq_messages_workspace_kapso_message
 -- A customer known only by a business-scoped user id is found again by it
 -- once a later event links it to a phone.
 CREATE INDEX IF NOT EXISTS idx_contacts_bsuid
-  ON contacts (workspace_id, (metadata ->> 'business_scoped_user_id'));
+  ON contacts (workspace_id, (metadata ->> 'business_scoped_user_id'))
+  WHERE metadata ? 'business_scoped_user_id';
 
 -- Statuses that arrived before their message; applied when it arrives.
 CREATE TABLE IF NOT EXISTS kapso_pending_statuses (
