@@ -66,11 +66,17 @@ SET name = CASE WHEN coalesce(c.name, '') = '' THEN coalesce(EXCLUDED.name, c.na
 WHERE (coalesce(c.name, '') = '' AND EXCLUDED.name IS NOT NULL)
    OR NOT (coalesce(c.metadata, '{}'::jsonb) @> EXCLUDED.metadata))";
 
+// LATERAL ... LIMIT 1 keeps these as one index probe per row whatever the
+// planner believes about the tables' sizes (a hash join over a large table
+// would scan all of it for a batch of a few rows).
 const char* const select_contacts = R"(
-SELECT c.id::text, c.workspace_id::text, c.phone, coalesce(c.name, '') <> ''
-FROM contacts c
-JOIN json_to_recordset($1::json) AS i(workspace_id uuid, phone text)
-  ON c.workspace_id = i.workspace_id AND c.phone = i.phone)";
+SELECT c.id::text, c.workspace_id::text, c.phone, c.named
+FROM json_to_recordset($1::json) AS i(workspace_id uuid, phone text)
+CROSS JOIN LATERAL (
+  SELECT x.id, x.workspace_id, x.phone, coalesce(x.name, '') <> '' AS named
+  FROM contacts x
+  WHERE x.workspace_id = i.workspace_id AND x.phone = i.phone
+  LIMIT 1) c)";
 
 const char* const insert_conversations = R"(
 INSERT INTO conversations (workspace_id, contact_id)
@@ -81,9 +87,11 @@ ON CONFLICT (workspace_id, contact_id) DO NOTHING)";
 
 const char* const select_conversations = R"(
 SELECT v.id::text, v.workspace_id::text, v.contact_id::text
-FROM conversations v
-JOIN json_to_recordset($1::json) AS i(workspace_id uuid, contact_id uuid)
-  ON v.workspace_id = i.workspace_id AND v.contact_id = i.contact_id)";
+FROM json_to_recordset($1::json) AS i(workspace_id uuid, contact_id uuid)
+CROSS JOIN LATERAL (
+  SELECT x.id, x.workspace_id, x.contact_id FROM conversations x
+  WHERE x.workspace_id = i.workspace_id AND x.contact_id = i.contact_id
+  LIMIT 1) v)";
 
 // Messages and their conversations' inbox metadata in one statement: only
 // rows really inserted count, so a retried batch changes nothing. Commutative:

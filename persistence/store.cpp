@@ -402,8 +402,13 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   txn.reset();
 
   // Only committed ids are worth remembering.
-  if (known_.size() + learned.size() > max_known_conversations)
-    known_.clear();
+  // Past the bound, drop an arbitrary tenth rather than everything, so a
+  // large working set keeps most of its hits.
+  if (known_.size() + learned.size() > max_known_conversations) {
+    auto keep = max_known_conversations - max_known_conversations / 10;
+    while (known_.size() > keep)
+      known_.erase(known_.begin());
+  }
   for (auto& [key, entry] : learned)
     if (!entry.conversation_id.empty())
       known_[key.first + '\n' + key.second] = std::move(entry);
