@@ -14,6 +14,18 @@ namespace kapso {
 
 namespace {
 
+// A new file's name is durable only once its directory is synced too.
+bool sync_parent_directory(const std::string& path) {
+  auto slash = path.find_last_of('/');
+  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0)
+    return false;
+  bool ok = ::fsync(fd) == 0;
+  ::close(fd);
+  return ok;
+}
+
 nlohmann::json to_json(const routed_event& r) {
   const auto& e = r.ev;
   return {
@@ -97,8 +109,12 @@ bool spool::append(const std::vector<routed_event>& events) {
   if (bytes_ + line.size() > max_bytes_)
     return false;
   if (fd_ < 0) {
+    struct stat st;
+    bool created = ::stat(path_.c_str(), &st) != 0;
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
     if (fd_ < 0)
+      return false;
+    if (created && !sync_parent_directory(path_))
       return false;
   }
   size_t written = 0;
