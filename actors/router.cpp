@@ -25,6 +25,20 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using router_actor = caf::stateful_actor<router_state>;
 
+// Caps the maps keyed by phone_number_ids seen on the wire.
+constexpr size_t max_remembered_ids = 100000;
+
+// Drops the negative cache entries (ids that matched no workspace) that no
+// delivery is waiting for; known workspaces stay.
+void forget_unknown_workspaces(router_state& st) {
+  for (auto it = st.workspaces.begin(); it != st.workspaces.end();) {
+    if (!it->second.known && st.waiting.count(it->first) == 0)
+      it = st.workspaces.erase(it);
+    else
+      ++it;
+  }
+}
+
 // Counts the outcomes of one delivery's events and answers once all are in.
 struct tally {
   caf::typed_response_promise<delivery_result> rp;
@@ -181,6 +195,9 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
       continue;
     }
     if (ws == nullptr || !ws->known) {
+      // Bounded: ids come from the network, not from our own tables.
+      if (st.unknown_logged.size() >= max_remembered_ids)
+        st.unknown_logged.clear();
       auto& logged = st.unknown_logged[ev.phone_number_id];
       if (logged == clock_type::time_point{} || now - logged >= st.cfg.unknown_log_period) {
         logged = now;
@@ -233,6 +250,8 @@ void look_up(router_actor* self, std::vector<std::string> ids) {
       [=](std::vector<workspace_info>& found) {
         auto& st = self->state;
         auto now = self->clock().now();
+        if (st.workspaces.size() + ids.size() > max_remembered_ids)
+          forget_unknown_workspaces(st);
         for (const auto& id : ids) {
           auto& entry = st.workspaces[id];
           entry.known = false;
