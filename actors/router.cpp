@@ -115,7 +115,8 @@ void send_event(router_actor* self, routed_event r, std::shared_ptr<tally> t, bo
       send_event(self, std::move(*copy), t, false);
       return;
     }
-    spdlog::warn("event {} not written: {}", copy ? copy->ev.message_id : std::string{"-"},
+    spdlog::warn("event {} not confirmed (delivery answered 503, Kapso retries): {}",
+                 copy ? copy->ev.message_id : std::string{"-"},
                  self->system().render(err));
     t->fail(std::move(err));
   };
