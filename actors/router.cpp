@@ -88,7 +88,9 @@ caf::actor target_for(router_actor* self, const conversation_key& key) {
     return found->second;
   if (st.conversations.size() >= st.cfg.conversation_max)
     return writer; // at the cap the writer, which serialises too, takes it
-  auto actor = self->spawn<caf::linked>(conversation, writer, st.cfg.conversation_idle, st.cfg.actor_timeout);
+  // Monitored, not linked: a link puts every conversation in the router's
+  // own attachable list, which each idle stop then walks (quadratic).
+  auto actor = self->spawn(conversation, writer, st.cfg.conversation_idle, st.cfg.actor_timeout);
   self->monitor(actor);
   st.key_of.emplace(actor.address(), key);
   st.conversations.emplace(key, actor);
@@ -293,6 +295,12 @@ caf::behavior router(router_actor* self, settings cfg, caf::actor directory,
   st.cfg = std::move(cfg);
   st.directory = std::move(directory);
   st.writers = std::move(writers);
+  // When the router is told to stop, its conversations stop with it.
+  self->set_exit_handler([=](caf::exit_msg& msg) {
+    for (auto& [key, actor] : self->state.conversations)
+      self->send_exit(actor, msg.reason);
+    self->quit(msg.reason);
+  });
   self->set_down_handler([=](caf::down_msg& msg) {
     auto& st = self->state;
     auto found = st.key_of.find(msg.source);
