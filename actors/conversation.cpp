@@ -32,9 +32,8 @@ conversation_state::~conversation_state() {
 }
 
 caf::behavior conversation(conversation_actor* self, caf::actor writer,
-                           std::chrono::milliseconds idle, std::chrono::milliseconds timeout) {
+                           std::chrono::milliseconds idle) {
   self->state.writer = std::move(writer);
-  self->state.timeout = timeout;
   self->state.idle = idle;
   self->state.last_activity = self->clock().now();
   // One timer per idle period rather than a receive timeout re-armed on
@@ -63,7 +62,7 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
       }
       auto type = ev.ev.event_type;
       ++st.outstanding;
-      self->request(st.writer, st.timeout, persist_atom::value, std::move(ev))
+      self->request(st.writer, within_delivery_deadline, persist_atom::value, std::move(ev))
         .then(
           [=](write_outcome outcome) mutable {
             auto& st = self->state;

@@ -16,7 +16,6 @@ namespace kapso {
 
 struct conversation_state {
   caf::actor writer;
-  std::chrono::milliseconds timeout{6000};
   // Messages on their way to the database: later copies wait for the first.
   std::unordered_map<std::string, std::vector<caf::typed_response_promise<write_outcome>>>
     in_flight;
@@ -33,6 +32,6 @@ struct conversation_state {
 // Handles (ingest_atom, routed_event) -> write_outcome. Stops itself after
 // `idle` without messages and without outstanding writes.
 caf::behavior conversation(caf::stateful_actor<conversation_state>* self, caf::actor writer,
-                           std::chrono::milliseconds idle, std::chrono::milliseconds timeout);
+                           std::chrono::milliseconds idle);
 
 } // namespace kapso

@@ -128,6 +128,16 @@ enum class ingest_errc : uint8_t {
 caf::error make_error(ingest_errc x);
 const char* to_string(ingest_errc x);
 
+// -- deadlines -----------------------------------------------------------------
+
+// The events inside one delivery carry no timer of their own: the delivery's
+// deadline (the HTTP layer's request to the router) bounds all of them, and
+// every writer path answers every request. CAF 0.17 never cancels a request
+// timeout, so each one costs a clock insertion, a wake-up of the timer
+// thread and a stale message later: one per event per hop was about 14 % of
+// the server's CPU. Only the hops inside a delivery use this.
+inline const caf::duration within_delivery_deadline{caf::infinite};
+
 // -- atoms -----------------------------------------------------------------------
 // Prefixed with "k" so none collides with CAF's built-in atom texts.
 

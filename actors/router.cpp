@@ -90,7 +90,7 @@ caf::actor target_for(router_actor* self, const conversation_key& key) {
     return writer; // at the cap the writer, which serialises too, takes it
   // Monitored, not linked: a link puts every conversation in the router's
   // own attachable list, which each idle stop then walks (quadratic).
-  auto actor = self->spawn(conversation, writer, st.cfg.conversation_idle, st.cfg.actor_timeout);
+  auto actor = self->spawn(conversation, writer, st.cfg.conversation_idle);
   self->monitor(actor);
   st.key_of.emplace(actor.address(), key);
   st.conversations.emplace(key, actor);
@@ -101,7 +101,6 @@ void send_event(router_actor* self, routed_event r, std::shared_ptr<tally> t, bo
   auto& st = self->state;
   auto key = key_for(r);
   auto target = target_for(self, key);
-  auto timeout = st.cfg.actor_timeout + std::chrono::milliseconds(500);
   auto copy = retry ? std::make_shared<routed_event>(r) : nullptr;
   auto on_outcome = [=](write_outcome outcome) { t->add(outcome); };
   auto on_error = [=](caf::error& err) {
@@ -123,9 +122,11 @@ void send_event(router_actor* self, routed_event r, std::shared_ptr<tally> t, bo
     t->fail(std::move(err));
   };
   if (target == st.writers[writer_for(key, st.writers.size())])
-    self->request(target, timeout, persist_atom::value, std::move(r)).then(on_outcome, on_error);
+    self->request(target, within_delivery_deadline, persist_atom::value, std::move(r))
+      .then(on_outcome, on_error);
   else
-    self->request(target, timeout, ingest_atom::value, std::move(r)).then(on_outcome, on_error);
+    self->request(target, within_delivery_deadline, ingest_atom::value, std::move(r))
+      .then(on_outcome, on_error);
 }
 
 const std::vector<std::string>& secrets_for(const router_state& st, const workspace_entry* ws) {

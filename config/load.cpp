@@ -78,7 +78,7 @@ ingest_config::ingest_config() {
     .add(v.verify_token, "verify-token", "GET verification token (env KAPSO_VERIFY_TOKEN)")
     .add(allow_unsigned_, "allow-unsigned", "accept requests when no secret applies: true or false (default false)");
   opt_group{custom_options_, "router"}
-    .add(actor_timeout_ms_, "timeout-ms", "router/conversation/persistence request timeout (default 6000)")
+    .add(actor_timeout_ms_, "timeout-ms", "workspace look-up timeout; > flush interval + commit timeout (default 6000)")
     .add(cache_ttl_ms_, "workspace-cache-ttl-ms", "workspace cache entry lifetime; a new workspace works after at most this (default 500)")
     .add(unknown_log_period_ms_, "unknown-log-period-ms", "log an unknown phone_number_id once per period (default 60000)");
   opt_group{custom_options_, "conversation"}

@@ -23,7 +23,7 @@ struct settings {
   bool allow_unsigned = false;              // accept when no secret applies
 
   // router / conversations
-  std::chrono::milliseconds actor_timeout{6000};     // router/conversation requests
+  std::chrono::milliseconds actor_timeout{6000};     // workspace look-ups
   std::chrono::milliseconds workspace_cache_ttl{500};
   std::chrono::milliseconds unknown_log_period{60000};
   std::chrono::milliseconds conversation_idle{5000};

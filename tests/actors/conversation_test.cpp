@@ -36,11 +36,10 @@ struct conversation_fixture : actor_fixture {
   std::shared_ptr<writer_log> writer_seen = std::make_shared<writer_log>();
   caf::actor writer = spawn(stub_writer, writer_seen);
 
-  // Idle 5 s; the writer timeout is far beyond every clock advance here so
-  // that only the idle rule can end an actor.
+  // Idle 5 s; writes inside a delivery carry no timer, so only the idle rule
+  // can end an actor.
   caf::actor start_conversation() {
-    auto conv = spawn(conversation, writer, std::chrono::milliseconds(5s),
-                      std::chrono::milliseconds(1h));
+    auto conv = spawn(conversation, writer, std::chrono::milliseconds(5s));
     run();
     return conv;
   }
