@@ -69,6 +69,9 @@ struct http_server::impl {
 
   restinio::request_handling_status_t handle(request_handle req) {
     auto path = req->header().path();
+    // A trailing slash names the same route.
+    if (path.size() > 1 && path.back() == '/')
+      path.remove_suffix(1);
     auto method = req->header().method();
     if (path == webhook_path) {
       if (method == restinio::http_method_post())
@@ -212,7 +215,7 @@ void http_server::start() {
   auto& i = *impl_;
   // Bodies a little over the limit are read so they can be answered 413;
   // far larger ones are cut off by RESTinio itself.
-  auto hard_limit = std::max<std::uint64_t>(i.cfg.body_limit * 4, 8u << 20);
+  auto hard_limit = std::max<std::uint64_t>(i.cfg.body_limit * 4, 64u << 20);
   i.server = restinio::run_async<impl::traits>(
     restinio::own_io_context(),
     restinio::server_settings_t<impl::traits>{}

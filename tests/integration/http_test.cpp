@@ -105,6 +105,30 @@ BOOST_AUTO_TEST_CASE(body_over_the_limit_is_413_and_writes_nothing) {
   BOOST_TEST(inbox_rows(suite().db, ws.id) == 3);
 }
 
+BOOST_AUTO_TEST_CASE(body_far_over_the_limit_is_still_answered_413) {
+  // Far larger than the limit (and than the 8 MiB RESTinio cut-off it once
+  // had): an answer, not a dropped connection, and nothing written.
+  auto ws = suite().take_workspace();
+  auto huge = event_body(ws, "wamid.http.huge", std::string(10u << 20, 'z'));
+  http_client client{suite().server.port(), 60s};
+  auto response = post_webhook(client, huge);
+  BOOST_TEST(response.status == 413, response.body);
+  BOOST_TEST(inbox_rows(suite().db, ws.id) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(trailing_slash_is_the_same_route) {
+  auto ws = suite().take_workspace();
+  auto body = event_body(ws, "wamid.http.slash", "with a slash");
+  http_client client{suite().server.port()};
+  auto response = client.request("POST", "/api/webhook/kapso/",
+                                 {{"Content-Type", "application/json"},
+                                  {"X-Webhook-Event", "whatsapp.message.received"},
+                                  {"X-Webhook-Signature", sign(body, global_secret)}},
+                                 body);
+  BOOST_TEST(response.status == 200, response.body);
+  BOOST_TEST(inbox_rows(suite().db, ws.id) == 3);
+}
+
 BOOST_AUTO_TEST_CASE(get_without_challenge_is_ready) {
   auto client = suite().client();
   auto response = client.get(webhook_path);
