@@ -3,6 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "http/signature.hpp"
 #include "persistence/store.hpp"
 
 namespace kapso {
@@ -18,7 +19,11 @@ caf::behavior directory(caf::stateful_actor<directory_state>* self, settings cfg
     [=](resolve_atom, std::vector<std::string>& phone_ids)
       -> caf::result<std::vector<workspace_info>> {
       try {
-        return self->state.store->find_workspaces(phone_ids);
+        std::vector<workspace_info> found;
+        for (auto& row : self->state.store->find_workspaces(phone_ids))
+          found.push_back(workspace_info{std::move(row.id), std::move(row.phone_number_id),
+                                         split_secrets(row.secret_list)});
+        return found;
       } catch (const std::exception& e) {
         spdlog::warn("workspace look-up failed: {}", e.what());
         self->state.store->disconnect();

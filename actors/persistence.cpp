@@ -22,7 +22,8 @@ constexpr auto down_grace = std::chrono::milliseconds(1000);
 
 using writer_actor = caf::stateful_actor<persistence_state>;
 
-void finish(writer_actor* self, std::vector<write_outcome> outcomes,
+// Answers every write of a batch with its outcome.
+void finish(const std::vector<write_outcome>& outcomes,
             std::vector<caf::typed_response_promise<write_outcome>>& waiting,
             const std::vector<routed_event>& batch) {
   for (size_t i = 0; i < waiting.size(); ++i) {
@@ -33,7 +34,6 @@ void finish(writer_actor* self, std::vector<write_outcome> outcomes,
     metrics::global().count_event(batch[i].ev.event_type, outcomes[i]);
     waiting[i].deliver(outcomes[i]);
   }
-  (void) self;
 }
 
 // Commits `batch`, retrying conflicts and isolating events the database
@@ -158,7 +158,7 @@ void commit_now(writer_actor* self) {
     try {
       auto outcomes = commit_with_retries(self, batch);
       st.db_down = false;
-      finish(self, std::move(outcomes), waiting, batch);
+      finish(outcomes, waiting, batch);
       return;
     } catch (const std::exception& e) {
       if (!st.db_down)
@@ -176,8 +176,7 @@ void commit_now(writer_actor* self) {
       update_spool_gauges(self, bytes, records);
       metrics::global().spooled_events_total += batch.size();
       schedule_replay(self);
-      finish(self, std::vector<write_outcome>(batch.size(), write_outcome::accepted),
-             waiting, batch);
+      finish(std::vector<write_outcome>(batch.size(), write_outcome::accepted), waiting, batch);
       return;
     }
     spdlog::error("writer {}: spool {} full or unwritable, answering 503",

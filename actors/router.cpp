@@ -8,7 +8,6 @@
 #include "actors/conversation.hpp"
 #include "actors/metrics.hpp"
 #include "actors/persistence.hpp"
-#include "http/phone.hpp"
 #include "http/signature.hpp"
 
 namespace kapso {
@@ -97,28 +96,43 @@ caf::actor target_for(router_actor* self, const conversation_key& key) {
   return actor;
 }
 
-void send_event(router_actor* self, routed_event r, std::shared_ptr<tally> t, bool retry) {
+// Where an event comes from: its delivery and place in it, so a resend
+// rebuilds it instead of every event carrying a spare copy.
+struct event_source {
+  delivery_ptr d;
+  size_t index;
+  std::string workspace_id;
+  int64_t timestamp; // the event's own, or its arrival time when it had none
+};
+
+routed_event routed(const event_source& src) {
+  routed_event r{src.workspace_id, src.d->events[src.index]};
+  r.ev.timestamp = src.timestamp;
+  return r;
+}
+
+void send_event(router_actor* self, event_source src, std::shared_ptr<tally> t,
+                bool may_resend) {
   auto& st = self->state;
+  auto r = routed(src);
   auto key = key_for(r);
   auto target = target_for(self, key);
-  auto copy = retry ? std::make_shared<routed_event>(r) : nullptr;
   auto on_outcome = [=](write_outcome outcome) { t->add(outcome); };
   auto on_error = [=](caf::error& err) {
     // A conversation actor that stopped for idleness just before our
     // request arrived: start a fresh one and send again, once.
-    if (copy && err == caf::sec::request_receiver_down) {
+    if (may_resend && err == caf::sec::request_receiver_down) {
       auto& st = self->state;
       auto found = st.conversations.find(key);
       if (found != st.conversations.end() && found->second == target) {
         st.key_of.erase(target.address());
         st.conversations.erase(found);
       }
-      send_event(self, std::move(*copy), t, false);
+      send_event(self, src, t, false);
       return;
     }
     spdlog::warn("event {} not confirmed (delivery answered 503, Kapso retries): {}",
-                 copy ? copy->ev.message_id : std::string{"-"},
-                 self->system().render(err));
+                 src.d->events[src.index].message_id, self->system().render(err));
     t->fail(std::move(err));
   };
   if (target == st.writers[writer_for(key, st.writers.size())])
@@ -144,6 +158,10 @@ bool signature_ok(const delivery& d, const std::vector<std::string>& secrets) {
 // workspaces are checked against the global secrets when there are any.
 bool verify(const router_state& st, const delivery& d,
             const std::vector<const workspace_entry*>& entries) {
+  // A delivery without events still proves its signature against the
+  // global secrets.
+  if (entries.empty())
+    return verify(st, d, {nullptr});
   std::vector<const std::vector<std::string>*> checked;
   for (auto* ws : entries) {
     const auto& secrets = secrets_for(st, ws);
@@ -171,12 +189,7 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
     auto found = st.workspaces.find(ev.phone_number_id);
     entries.push_back(found == st.workspaces.end() ? nullptr : &found->second);
   }
-  // A delivery without events still proves its signature against the
-  // global secrets.
-  auto checked = entries;
-  if (checked.empty())
-    checked.push_back(nullptr);
-  if (!verify(st, d, checked)) {
+  if (!verify(st, d, entries)) {
     spdlog::warn("delivery rejected: signature missing or wrong ({} events)", d.events.size());
     job->rp.deliver(make_error(ingest_errc::bad_signature));
     return;
@@ -192,7 +205,8 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
     const auto& ev = d.events[i];
     auto* ws = entries[i];
     if (ev.kind == event_kind::unknown) {
-      if (st.unknown_types_logged.insert(ev.event_type).second)
+      if (st.unknown_types_logged.size() < max_remembered_ids
+          && st.unknown_types_logged.insert(ev.event_type).second)
         spdlog::info("event type '{}' is not handled: accepted and ignored", ev.event_type);
       metrics::global().count_event(ev.event_type, write_outcome::ignored);
       ++t->result.ignored;
@@ -217,11 +231,9 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
       ++t->result.accepted;
       continue;
     }
-    routed_event r{ws->info.id, ev};
-    if (r.ev.timestamp == 0)
-      r.ev.timestamp = static_cast<int64_t>(std::time(nullptr));
+    auto timestamp = ev.timestamp != 0 ? ev.timestamp : static_cast<int64_t>(std::time(nullptr));
     ++t->remaining;
-    send_event(self, std::move(r), t, true);
+    send_event(self, event_source{job->d, i, ws->info.id, timestamp}, t, true);
   }
   t->done_one();
 }

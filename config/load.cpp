@@ -7,6 +7,7 @@
 #include <caf/config_option_adder.hpp>
 
 #include "actors/protocol.hpp"
+#include "http/signature.hpp"
 
 namespace kapso {
 
@@ -37,20 +38,6 @@ std::string parse_flag(const char* option, const std::string& text, bool& out) {
            + " (must be true or false)";
   }
   return {};
-}
-
-std::vector<std::string> split_list(const std::string& list) {
-  std::vector<std::string> out;
-  size_t start = 0;
-  while (start <= list.size()) {
-    auto end = list.find_first_of(", \t\n", start);
-    if (end == std::string::npos)
-      end = list.size();
-    if (end > start)
-      out.emplace_back(list.substr(start, end - start));
-    start = end + 1;
-  }
-  return out;
 }
 
 } // namespace
@@ -110,7 +97,7 @@ ingest_config::ingest_config() {
 std::string ingest_config::finish() {
   auto& v = values;
   v.database_url = v.database_url.empty() ? env_or("DATABASE_URL", "") : v.database_url;
-  v.webhook_secrets = split_list(secrets_.empty() ? env_or("KAPSO_WEBHOOK_SECRET", "") : secrets_);
+  v.webhook_secrets = split_secrets(secrets_.empty() ? env_or("KAPSO_WEBHOOK_SECRET", "") : secrets_);
   v.verify_token = v.verify_token.empty() ? env_or("KAPSO_VERIFY_TOKEN", "") : v.verify_token;
   const std::pair<const char*, std::string> checks[] = {
     {"security.allow-unsigned", parse_flag("security.allow-unsigned", allow_unsigned_, v.allow_unsigned)},

@@ -33,4 +33,17 @@ private:
 // Appends `value` as a JSON string literal (quotes included).
 void append_json_string(std::string& out, std::string_view value);
 
+// ["a","b",...] of any range of strings.
+template <class Strings>
+std::string json_string_array(const Strings& values) {
+  std::string out = "[";
+  for (const auto& value : values) {
+    if (out.size() > 1)
+      out += ',';
+    append_json_string(out, value);
+  }
+  out += ']';
+  return out;
+}
+
 } // namespace kapso

@@ -322,16 +322,8 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   for (const auto& [key, i] : first_of)
     if (inserted.count(key) == 0)
       result.outcomes[i] = write_outcome::duplicate;
-  if (!closing.empty()) {
-    std::string ids = "[";
-    for (const auto& id : closing) {
-      if (ids.size() > 1)
-        ids += ',';
-      append_json_string(ids, id);
-    }
-    ids += ']';
-    txn->exec_prepared(close_conversations_stmt, ids);
-  }
+  if (!closing.empty())
+    txn->exec_prepared(close_conversations_stmt, json_string_array(closing));
 
   // 4. Statuses: the highest of each message's statuses in this batch is
   //    applied if it moves the message forward, or kept for later.
@@ -434,37 +426,18 @@ void inbox_store::sweep_pending() {
   txn.commit();
 }
 
-std::vector<workspace_info>
+std::vector<inbox_store::workspace_row>
 inbox_store::find_workspaces(const std::vector<std::string>& phone_ids) {
   ensure_connected();
-  std::string list = "[";
-  for (const auto& id : phone_ids) {
-    if (list.size() > 1)
-      list += ',';
-    append_json_string(list, id);
-  }
-  list += ']';
-  std::vector<workspace_info> found;
-  pqxx::read_transaction txn{*conn_};
+  std::vector<workspace_row> found;
   std::set<std::string> seen;
-  for (const auto& row : txn.exec_prepared(find_workspaces_stmt, list)) {
-    workspace_info info;
-    info.id = row[0].as<std::string>();
-    info.phone_number_id = row[1].as<std::string>();
+  pqxx::read_transaction txn{*conn_};
+  for (const auto& row : txn.exec_prepared(find_workspaces_stmt, json_string_array(phone_ids))) {
+    workspace_row ws{row[0].as<std::string>(), row[1].as<std::string>(),
+                     row[2].as<std::string>()};
     // Several workspaces on one number: the oldest owns it.
-    if (!seen.insert(info.phone_number_id).second)
-      continue;
-    auto secrets = row[2].as<std::string>();
-    size_t start = 0;
-    while (start < secrets.size()) {
-      auto end = secrets.find_first_of(", \t\n", start);
-      if (end == std::string::npos)
-        end = secrets.size();
-      if (end > start)
-        info.secrets.emplace_back(secrets.substr(start, end - start));
-      start = end + 1;
-    }
-    found.push_back(std::move(info));
+    if (seen.insert(ws.phone_number_id).second)
+      found.push_back(std::move(ws));
   }
   return found;
 }

@@ -58,7 +58,14 @@ public:
   // Applies every pending status whose message exists; drops stale ones.
   void sweep_pending();
 
-  std::vector<workspace_info> find_workspaces(const std::vector<std::string>& phone_ids);
+  // The workspaces owning these phone_number_ids (the oldest per id), with
+  // their secret column as stored.
+  struct workspace_row {
+    std::string id;
+    std::string phone_number_id;
+    std::string secret_list; // "" = none of its own
+  };
+  std::vector<workspace_row> find_workspaces(const std::vector<std::string>& phone_ids);
 
   // Database reachable and every migration applied.
   bool schema_current();
