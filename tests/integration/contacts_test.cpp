@@ -9,21 +9,13 @@ using namespace kapso_test;
 
 namespace {
 
-struct contacts_suite : inbox_fixture {
+struct contacts_suite : inbox_fixture, shared_suite<contacts_suite> {
   contacts_suite()
     : inbox_fixture(server_options{{"--phone.default-region=US"}, {}, "/readyz", std::nullopt,
-                                   "contacts"}) {
-    instance = this;
-  }
-  ~contacts_suite() { instance = nullptr; }
-  static inline contacts_suite* instance = nullptr;
+                                   "contacts"}) {}
 };
 
-contacts_suite& suite() {
-  if (contacts_suite::instance == nullptr)
-    throw std::runtime_error("contacts suite fixture is not set up");
-  return *contacts_suite::instance;
-}
+contacts_suite& suite() { return contacts_suite::current(); }
 
 void deliver(const workspace& ws, const std::string& id, int64_t timestamp,
              const std::string& phone, std::optional<std::string> name) {

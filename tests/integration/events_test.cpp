@@ -9,19 +9,11 @@ using namespace kapso_test;
 
 namespace {
 
-struct events_suite : inbox_fixture {
-  events_suite() : inbox_fixture(server_options{{}, {}, "/readyz", std::nullopt, "events"}) {
-    instance = this;
-  }
-  ~events_suite() { instance = nullptr; }
-  static inline events_suite* instance = nullptr;
+struct events_suite : inbox_fixture, shared_suite<events_suite> {
+  events_suite() : inbox_fixture(server_options{{}, {}, "/readyz", std::nullopt, "events"}) {}
 };
 
-events_suite& suite() {
-  if (events_suite::instance == nullptr)
-    throw std::runtime_error("events suite fixture is not set up");
-  return *events_suite::instance;
-}
+events_suite& suite() { return events_suite::current(); }
 
 kapso_message message(const workspace& ws, std::string id, int64_t timestamp, std::string text,
                       std::string phone = "+15551230001") {

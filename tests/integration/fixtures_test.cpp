@@ -17,22 +17,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-struct fixtures_suite {
+struct fixtures_suite : shared_suite<fixtures_suite> {
   fixtures_suite()
-    : db(true), server(db.url(), server_options{{}, {}, "/readyz", std::nullopt, "fixtures"}) {
-    instance = this;
-  }
-  ~fixtures_suite() { instance = nullptr; }
+    : db(true), server(db.url(), server_options{{}, {}, "/readyz", std::nullopt, "fixtures"}) {}
   test_database db;
   server_process server;
-  static inline fixtures_suite* instance = nullptr;
 };
 
-fixtures_suite& suite() {
-  if (fixtures_suite::instance == nullptr)
-    throw std::runtime_error("fixtures suite fixture is not set up");
-  return *fixtures_suite::instance;
-}
+fixtures_suite& suite() { return fixtures_suite::current(); }
 
 std::vector<fs::path> fixture_files() {
   std::vector<fs::path> files;

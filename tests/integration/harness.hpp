@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -299,6 +300,27 @@ http_response post_meta(http_client& client, const std::string& body,
                         const std::string& secret = global_secret);
 
 // -- suites --------------------------------------------------------------------
+
+// Boost.Test builds a suite's fixture once for all its test cases; the
+// suite's free helper functions reach it through current(). Derive the
+// fixture from shared_suite<itself>.
+template <class Suite>
+class shared_suite {
+ public:
+  shared_suite() { instance_ = static_cast<Suite*>(this); }
+  ~shared_suite() { instance_ = nullptr; }
+  shared_suite(const shared_suite&) = delete;
+  shared_suite& operator=(const shared_suite&) = delete;
+
+  static Suite& current() {
+    if (instance_ == nullptr)
+      throw std::runtime_error("the suite's fixture is not set up");
+    return *instance_;
+  }
+
+ private:
+  static inline Suite* instance_ = nullptr;
+};
 
 // One migrated database and one server for a whole suite. Workspaces are
 // created before the server starts so tests can take one each and post at

@@ -12,24 +12,16 @@ namespace {
 
 constexpr size_t body_limit = 4096;
 
-struct http_suite : inbox_fixture {
+struct http_suite : inbox_fixture, shared_suite<http_suite> {
   http_suite()
     : inbox_fixture(server_options{{"--http.body-limit=" + std::to_string(body_limit)},
                                    {{"KAPSO_VERIFY_TOKEN", std::nullopt}},
                                    "/readyz",
                                    std::nullopt,
-                                   "http"}) {
-    instance = this;
-  }
-  ~http_suite() { instance = nullptr; }
-  static inline http_suite* instance = nullptr;
+                                   "http"}) {}
 };
 
-http_suite& suite() {
-  if (http_suite::instance == nullptr)
-    throw std::runtime_error("http suite fixture is not set up");
-  return *http_suite::instance;
-}
+http_suite& suite() { return http_suite::current(); }
 
 int64_t all_inbox_rows(const test_database& db) {
   return db.count("SELECT (SELECT count(*) FROM contacts) + (SELECT count(*) FROM conversations)"

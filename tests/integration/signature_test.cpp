@@ -13,15 +13,12 @@ constexpr const char* workspace_secret = "ws-secret";
 
 // A server with the global secret, plus one workspace that has its own secret;
 // every workspace exists before the server starts.
-struct signature_suite {
+struct signature_suite : shared_suite<signature_suite> {
   signature_suite()
     : db(true),
       plain(make_plain(db)),
       own_secret(db.insert_workspace(std::string{workspace_secret})),
-      server(db.url(), server_options{{}, {}, "/readyz", std::nullopt, "signatures"}) {
-    instance = this;
-  }
-  ~signature_suite() { instance = nullptr; }
+      server(db.url(), server_options{{}, {}, "/readyz", std::nullopt, "signatures"}) {}
 
   static std::vector<workspace> make_plain(const test_database& db) {
     std::vector<workspace> result;
@@ -41,14 +38,9 @@ struct signature_suite {
   size_t next = 0;
   workspace own_secret;
   server_process server;
-  static inline signature_suite* instance = nullptr;
-};
+  };
 
-signature_suite& suite() {
-  if (signature_suite::instance == nullptr)
-    throw std::runtime_error("signature suite fixture is not set up");
-  return *signature_suite::instance;
-}
+signature_suite& suite() { return signature_suite::current(); }
 
 std::string event_body(const workspace& ws, const std::string& id) {
   kapso_message m;

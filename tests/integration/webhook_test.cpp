@@ -11,19 +11,11 @@ using namespace kapso_test;
 
 namespace {
 
-struct webhook_suite : inbox_fixture {
-  webhook_suite() : inbox_fixture(server_options{{}, {}, "/readyz", std::nullopt, "webhook"}) {
-    instance = this;
-  }
-  ~webhook_suite() { instance = nullptr; }
-  static inline webhook_suite* instance = nullptr;
+struct webhook_suite : inbox_fixture, shared_suite<webhook_suite> {
+  webhook_suite() : inbox_fixture(server_options{{}, {}, "/readyz", std::nullopt, "webhook"}) {}
 };
 
-webhook_suite& suite() {
-  if (webhook_suite::instance == nullptr)
-    throw std::runtime_error("webhook suite fixture is not set up");
-  return *webhook_suite::instance;
-}
+webhook_suite& suite() { return webhook_suite::current(); }
 
 kapso_message text_message(const workspace& ws, std::string id, int64_t timestamp,
                            std::string text, std::string phone = "+15551234567") {

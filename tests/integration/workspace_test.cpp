@@ -11,20 +11,12 @@ using namespace kapso_test;
 
 namespace {
 
-struct workspace_suite : inbox_fixture {
+struct workspace_suite : inbox_fixture, shared_suite<workspace_suite> {
   workspace_suite()
-    : inbox_fixture(server_options{{}, {}, "/readyz", std::nullopt, "workspaces"}, 4) {
-    instance = this;
-  }
-  ~workspace_suite() { instance = nullptr; }
-  static inline workspace_suite* instance = nullptr;
+    : inbox_fixture(server_options{{}, {}, "/readyz", std::nullopt, "workspaces"}, 4) {}
 };
 
-workspace_suite& suite() {
-  if (workspace_suite::instance == nullptr)
-    throw std::runtime_error("workspace suite fixture is not set up");
-  return *workspace_suite::instance;
-}
+workspace_suite& suite() { return workspace_suite::current(); }
 
 std::string event_body(const std::string& phone_number_id, const std::string& id) {
   kapso_message m;
