@@ -14,7 +14,13 @@ namespace kapso {
 
 struct delivery_job {
   delivery_ptr d;
+  // Who is answered: the promise of a request, or `reply_to` with `ticket`.
   caf::typed_response_promise<delivery_result> rp;
+  caf::actor reply_to;
+  uint64_t ticket = 0;
+  uint64_t id = 0; // key in router_state::open_jobs
+  caf::actor_clock::time_point deadline;
+  bool answered = false;
   size_t lookups_left = 0;
   bool lookup_failed = false;
 };
@@ -27,6 +33,10 @@ using router_actor = caf::stateful_actor<router_state>;
 // Caps the maps keyed by phone_number_ids seen on the wire.
 constexpr size_t max_remembered_ids = 100000;
 
+// How often deliveries past their deadline are looked for: the precision of
+// the timeout, at the cost of one timer per period instead of per delivery.
+constexpr auto deadline_sweep_period = std::chrono::milliseconds(100);
+
 // Drops the negative cache entries (ids that matched no workspace) that no
 // delivery is waiting for; known workspaces stay.
 void forget_unknown_workspaces(router_state& st) {
@@ -38,9 +48,45 @@ void forget_unknown_workspaces(router_state& st) {
   }
 }
 
+// Answers a delivery once: later outcomes of a delivery that timed out are
+// dropped.
+void answer(router_actor* self, delivery_job& job, caf::expected<delivery_result> x) {
+  if (job.answered)
+    return;
+  job.answered = true;
+  if (job.reply_to) {
+    if (x)
+      self->send(job.reply_to, ingest_atom::value, job.ticket, *x);
+    else
+      self->send(job.reply_to, ingest_atom::value, job.ticket, x.error());
+  } else if (x) {
+    job.rp.deliver(*x);
+  } else {
+    job.rp.deliver(x.error());
+  }
+  // Last: this may release the job.
+  self->state.open_jobs.erase(job.id);
+}
+
+// Answers `ingest_errc::timeout` for deliveries past their deadline.
+void sweep_deadlines(router_actor* self) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  while (!st.open_jobs.empty() && st.open_jobs.begin()->second->deadline <= now) {
+    auto job = st.open_jobs.begin()->second;
+    spdlog::warn("delivery of {} events not committed within {} ms: answered 503 "
+                 "(Kapso retries)", job->d->events.size(), st.cfg.request_timeout.count());
+    answer(self, *job, make_error(ingest_errc::timeout));
+  }
+  st.deadline_sweep_scheduled = !st.open_jobs.empty();
+  if (st.deadline_sweep_scheduled)
+    self->delayed_send(self, deadline_sweep_period, sweep_atom::value);
+}
+
 // Counts the outcomes of one delivery's events and answers once all are in.
 struct tally {
-  caf::typed_response_promise<delivery_result> rp;
+  router_actor* self;
+  std::shared_ptr<delivery_job> job;
   delivery_result result;
   size_t remaining = 0;
   caf::error failure;
@@ -65,9 +111,9 @@ struct tally {
     if (--remaining > 0)
       return;
     if (failure)
-      rp.deliver(make_error(ingest_errc::unavailable));
+      answer(self, *job, make_error(ingest_errc::unavailable));
     else
-      rp.deliver(result);
+      answer(self, *job, result);
   }
 };
 
@@ -191,11 +237,12 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
   }
   if (!verify(st, d, entries)) {
     spdlog::warn("delivery rejected: signature missing or wrong ({} events)", d.events.size());
-    job->rp.deliver(make_error(ingest_errc::bad_signature));
+    answer(self, *job, make_error(ingest_errc::bad_signature));
     return;
   }
   auto t = std::make_shared<tally>();
-  t->rp = job->rp;
+  t->self = self;
+  t->job = job;
   t->result.ignored = d.malformed;
   for (uint32_t i = 0; i < d.malformed; ++i)
     metrics::global().count_event("malformed", write_outcome::ignored);
@@ -251,8 +298,10 @@ void wake(router_actor* self, const std::vector<std::string>& ids, bool ok) {
         job->lookup_failed = true;
       if (--job->lookups_left > 0)
         continue;
+      if (job->answered)
+        continue; // timed out while waiting for the look-up
       if (job->lookup_failed)
-        job->rp.deliver(make_error(ingest_errc::unavailable));
+        answer(self, *job, make_error(ingest_errc::unavailable));
       else
         process(self, job);
     }
@@ -300,6 +349,42 @@ void look_up(router_actor* self, std::vector<std::string> ids) {
       });
 }
 
+// Registers a new delivery under its deadline, then resolves its
+// workspaces (from the cache or the directory) and processes it.
+void start(router_actor* self, const std::shared_ptr<delivery_job>& job) {
+  auto& st = self->state;
+  auto now = self->clock().now();
+  job->id = st.next_job++;
+  job->deadline = now + st.cfg.request_timeout;
+  st.open_jobs.emplace(job->id, job);
+  if (!st.deadline_sweep_scheduled) {
+    st.deadline_sweep_scheduled = true;
+    self->delayed_send(self, deadline_sweep_period, sweep_atom::value);
+  }
+  std::vector<std::string> to_fetch;
+  for (const auto& ev : job->d->events) {
+    const auto& id = ev.phone_number_id;
+    auto found = st.workspaces.find(id);
+    bool fresh = found != st.workspaces.end()
+                 && now - found->second.fetched < st.cfg.workspace_cache_ttl;
+    if (fresh)
+      continue;
+    // Stale, known or not: ask the database before using it, so a new,
+    // changed or re-created workspace takes effect within the TTL.
+    auto& jobs = st.waiting[id];
+    if (std::find(jobs.begin(), jobs.end(), job) != jobs.end())
+      continue;
+    if (jobs.empty())
+      to_fetch.push_back(id);
+    jobs.push_back(job);
+    ++job->lookups_left;
+  }
+  if (!to_fetch.empty())
+    look_up(self, std::move(to_fetch));
+  if (job->lookups_left == 0)
+    process(self, job);
+}
+
 } // namespace
 
 caf::behavior router(router_actor* self, settings cfg, caf::actor directory,
@@ -326,35 +411,24 @@ caf::behavior router(router_actor* self, settings cfg, caf::actor directory,
   });
   return {
     [=](ingest_atom, delivery_ptr d) -> caf::result<delivery_result> {
-      auto& st = self->state;
       auto job = std::make_shared<delivery_job>();
       job->d = std::move(d);
       job->rp = self->make_response_promise<delivery_result>();
-      auto now = self->clock().now();
-      std::vector<std::string> to_fetch;
-      for (const auto& ev : job->d->events) {
-        const auto& id = ev.phone_number_id;
-        auto found = st.workspaces.find(id);
-        bool fresh = found != st.workspaces.end()
-                     && now - found->second.fetched < st.cfg.workspace_cache_ttl;
-        if (fresh)
-          continue;
-        // Stale, known or not: ask the database before using it, so a new,
-        // changed or re-created workspace takes effect within the TTL.
-        auto& jobs = st.waiting[id];
-        if (std::find(jobs.begin(), jobs.end(), job) != jobs.end())
-          continue;
-        if (jobs.empty())
-          to_fetch.push_back(id);
-        jobs.push_back(job);
-        ++job->lookups_left;
-      }
-      if (!to_fetch.empty())
-        look_up(self, std::move(to_fetch));
-      if (job->lookups_left == 0)
-        process(self, job);
+      start(self, job);
       return job->rp;
     },
+    [=](ingest_atom, delivery_ptr d, uint64_t ticket) {
+      auto job = std::make_shared<delivery_job>();
+      job->d = std::move(d);
+      job->reply_to = caf::actor_cast<caf::actor>(self->current_sender());
+      job->ticket = ticket;
+      if (!job->reply_to) {
+        spdlog::error("delivery sent without a sender to answer: dropped");
+        return;
+      }
+      start(self, job);
+    },
+    [=](sweep_atom) { sweep_deadlines(self); },
   };
 }
 

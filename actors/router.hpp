@@ -4,6 +4,8 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <unordered_map>
@@ -35,10 +37,19 @@ struct router_state {
   std::unordered_map<caf::actor_addr, conversation_key> key_of;
   std::unordered_map<std::string, std::chrono::steady_clock::time_point> unknown_logged;
   std::unordered_set<std::string> unknown_types_logged;
+  // Deliveries not yet answered, in arrival order (which is deadline order:
+  // all share cfg.request_timeout); one sweep timer serves all of them.
+  std::map<uint64_t, std::shared_ptr<delivery_job>> open_jobs;
+  uint64_t next_job = 0;
+  bool deadline_sweep_scheduled = false;
 };
 
 // Handles (ingest_atom, delivery_ptr) -> delivery_result, or an error made
-// from ingest_errc (bad_signature, unavailable, timeout).
+// from ingest_errc (bad_signature, unavailable, timeout). The same delivery
+// sent as (ingest_atom, delivery_ptr, ticket) is answered with a message to
+// its sender instead: (ingest_atom, ticket, delivery_result) or
+// (ingest_atom, ticket, caf::error). Every delivery is answered within
+// cfg.request_timeout (ingest_errc::timeout after that).
 caf::behavior router(caf::stateful_actor<router_state>* self, settings cfg,
                      caf::actor directory, std::vector<caf::actor> writers);
 

@@ -2,6 +2,9 @@
 // touched here, the request handle never leaves this file's closures.
 #include "http/server.hpp"
 
+#include <mutex>
+#include <unordered_map>
+
 #include <restinio/all.hpp>
 #include <spdlog/spdlog.h>
 
@@ -48,6 +51,54 @@ restinio::request_handling_status_t send(const request_handle& req, std::string_
   return resp.done();
 }
 
+// Deliveries handed to the router and not yet answered, by ticket. The
+// request handles stay here; the router sees only the ticket.
+class waiting_deliveries {
+public:
+  uint64_t add(request_handle req, size_t events) {
+    std::lock_guard<std::mutex> guard{mutex_};
+    auto ticket = next_ticket_++;
+    waiting_.emplace(ticket, entry{std::move(req), std::chrono::steady_clock::now(), events});
+    ++in_flight_;
+    metrics::global().in_flight_deliveries++;
+    return ticket;
+  }
+
+  // Answers the request waiting under `ticket`, once.
+  void complete(uint64_t ticket, const http_answer& a) {
+    entry e;
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      auto found = waiting_.find(ticket);
+      if (found == waiting_.end())
+        return;
+      e = std::move(found->second);
+      waiting_.erase(found);
+    }
+    send(e.req, "webhook", a);
+    --in_flight_;
+    metrics::global().in_flight_deliveries--;
+    spdlog::debug("delivery of {} events answered {} in {} us: {}", e.events, a.status,
+                  std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - e.started).count(),
+                  a.body);
+  }
+
+  size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
+
+private:
+  struct entry {
+    request_handle req;
+    std::chrono::steady_clock::time_point started;
+    size_t events = 0;
+  };
+
+  std::mutex mutex_;
+  std::unordered_map<uint64_t, entry> waiting_;
+  uint64_t next_ticket_ = 0;
+  std::atomic<size_t> in_flight_{0};
+};
+
 } // namespace
 
 struct http_server::impl {
@@ -59,12 +110,29 @@ struct http_server::impl {
   settings cfg;
   parse_options parse_cfg;
   std::atomic<bool> shutting_down{false};
-  std::atomic<size_t> in_flight{0};
+  std::shared_ptr<waiting_deliveries> waiting = std::make_shared<waiting_deliveries>();
+  // Receives the router's answers and completes the waiting requests: one
+  // long-lived actor instead of one spawned per delivery.
+  caf::actor gateway;
   std::unique_ptr<restinio::running_server_instance_t<restinio::http_server_t<traits>>> server;
 
   impl(caf::actor_system& s, caf::actor r, caf::actor d, settings c)
     : sys(s), router(std::move(r)), directory(std::move(d)), cfg(std::move(c)) {
     parse_cfg.default_region = cfg.default_region;
+    gateway = sys.spawn([w = waiting](caf::event_based_actor*) -> caf::behavior {
+      return {
+        [w](ingest_atom, uint64_t ticket, const delivery_result& result) {
+          w->complete(ticket, answer_ok(result));
+        },
+        [w](ingest_atom, uint64_t ticket, const caf::error& err) {
+          w->complete(ticket, answer_for(err));
+        },
+      };
+    });
+  }
+
+  ~impl() {
+    caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
   }
 
   restinio::request_handling_status_t handle(request_handle req) {
@@ -160,7 +228,7 @@ struct http_server::impl {
       return send(req, "webhook",
                   answer_error(413, "body larger than " + std::to_string(cfg.body_limit) + " bytes"));
     }
-    if (in_flight.load(std::memory_order_relaxed) >= cfg.max_in_flight)
+    if (waiting->in_flight() >= cfg.max_in_flight)
       return send(req, "webhook", answer_for(make_error(ingest_errc::overloaded)));
     delivery_headers headers;
     headers.event_type = header_or_empty(req, "X-Webhook-Event");
@@ -179,25 +247,9 @@ struct http_server::impl {
     if (d->kapso_signature.empty())
       d->kapso_signature = std::string{header_or_empty(req, "X-Kapso-Signature")};
     d->hub_signature = std::string{header_or_empty(req, "X-Hub-Signature-256")};
-    ++in_flight;
-    metrics::global().in_flight_deliveries++;
-    auto started = std::chrono::steady_clock::now();
-    auto events = d->events.size();
-    auto finish = [this, req, started, events](const http_answer& a) {
-      send(req, "webhook", a);
-      --in_flight;
-      metrics::global().in_flight_deliveries--;
-      spdlog::debug("delivery of {} events answered {} in {} us: {}", events, a.status,
-                    std::chrono::duration_cast<std::chrono::microseconds>(
-                      std::chrono::steady_clock::now() - started).count(),
-                    a.body);
-    };
-    sys.spawn([d = delivery_ptr{std::move(d)}, finish, router = router,
-               timeout = cfg.request_timeout](caf::event_based_actor* self) {
-      self->request(router, timeout, ingest_atom::value, d)
-        .then([finish](const delivery_result& result) { finish(answer_ok(result)); },
-              [finish](caf::error& err) { finish(answer_for(err)); });
-    });
+    auto ticket = waiting->add(req, d->events.size());
+    // The router answers the gateway within cfg.request_timeout.
+    caf::send_as(gateway, router, ingest_atom::value, delivery_ptr{std::move(d)}, ticket);
     return restinio::request_accepted();
   }
 };
@@ -234,7 +286,7 @@ void http_server::begin_shutdown() {
 }
 
 size_t http_server::in_flight() const {
-  return impl_->in_flight.load();
+  return impl_->waiting->in_flight();
 }
 
 void http_server::stop() {

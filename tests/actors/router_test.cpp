@@ -86,6 +86,27 @@ struct router_fixture : actor_fixture {
     run();
   }
 
+  // What the HTTP gateway gets back for deliveries it sent with a ticket.
+  struct gateway_log {
+    std::vector<std::pair<uint64_t, delivery_result>> results;
+    std::vector<std::pair<uint64_t, caf::error>> errors;
+  };
+
+  // Sends a delivery the way the HTTP layer does: a plain message with a
+  // ticket, answered by a message to the sender.
+  std::shared_ptr<gateway_log> send_with_ticket(delivery_ptr d, uint64_t ticket) {
+    auto log = std::make_shared<gateway_log>();
+    spawn([=, target = router_actor](caf::event_based_actor* self) -> caf::behavior {
+      self->send(target, ingest_atom::value, d, ticket);
+      return {
+        [=](ingest_atom, uint64_t t, const delivery_result& r) { log->results.emplace_back(t, r); },
+        [=](ingest_atom, uint64_t t, const caf::error& e) { log->errors.emplace_back(t, e); },
+      };
+    });
+    run();
+    return log;
+  }
+
   std::shared_ptr<reply<delivery_result>> ingest(delivery_ptr d) {
     auto r = ask<delivery_result>(router_actor, ingest_atom::value, std::move(d));
     run();
@@ -293,6 +314,44 @@ BOOST_AUTO_TEST_CASE(inactive_unknown_and_malformed_events_are_only_counted) {
   BOOST_TEST(malformed->value->ignored == 2u);
   BOOST_TEST(malformed->value->accepted == 0u);
   BOOST_TEST(written() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(a_ticketed_delivery_is_answered_to_its_sender_with_its_ticket) {
+  start_router();
+  auto log = send_with_ticket(
+    signed_delivery({message("pn-1", "+15550001111", "wamid.t1")}, global_secret), 41);
+  BOOST_REQUIRE_EQUAL(log->results.size(), 1u);
+  BOOST_TEST(log->errors.empty());
+  BOOST_TEST(log->results[0].first == 41u);
+  BOOST_TEST(log->results[0].second.accepted == 1u);
+
+  auto rejected = send_with_ticket(
+    signed_delivery({message("pn-1", "+15550001111", "wamid.t2")}, "wrong"), 42);
+  BOOST_REQUIRE_EQUAL(rejected->errors.size(), 1u);
+  BOOST_TEST(rejected->errors[0].first == 42u);
+  BOOST_TEST(is_ingest_error(rejected->errors[0].second, ingest_errc::bad_signature));
+}
+
+BOOST_AUTO_TEST_CASE(a_delivery_not_committed_by_its_deadline_is_answered_timeout_once) {
+  conf.request_timeout = 3s;
+  for (auto& w : writer_seen)
+    w->how = writer_log::mode::hold;
+  start_router();
+  auto log = send_with_ticket(
+    signed_delivery({message("pn-1", "+15550001111", "wamid.slow")}, global_secret), 7);
+  BOOST_REQUIRE_EQUAL(written(), 1u);
+  advance(2s);
+  BOOST_TEST(log->errors.empty(), "answered before its deadline");
+  advance(1500ms);
+  BOOST_REQUIRE_EQUAL(log->errors.size(), 1u);
+  BOOST_TEST(log->errors[0].first == 7u);
+  BOOST_TEST(is_ingest_error(log->errors[0].second, ingest_errc::timeout));
+  // The write completing later does not answer the delivery a second time.
+  for (auto& w : writers)
+    caf::anon_send(w, release_atom::value, write_outcome::accepted);
+  run();
+  BOOST_TEST(log->errors.size() == 1u);
+  BOOST_TEST(log->results.empty());
 }
 
 BOOST_AUTO_TEST_SUITE_END()
