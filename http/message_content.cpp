@@ -14,31 +14,30 @@ using json = nlohmann::json;
 using namespace json_fields;
 
 // Copies the listed fields of `from` that are present into `to`.
-void copy_fields(const json* from, json& to, std::initializer_list<const char*> keys) {
+void copy_fields(const field& from, json& to, std::initializer_list<const char*> keys) {
   for (auto key : keys)
-    if (auto* value = value_at(from, key))
-      to[key] = *value;
+    if (auto value = value_at(from, key))
+      to[key] = to_json(*value);
 }
 
 std::string first_of(std::string a, const std::string& b) {
   return a.empty() ? b : a;
 }
 
-void describe_text(const json& message, const std::string& kapso_content,
+void describe_text(const element& message, const std::string& kapso_content,
                    message_content& out) {
-  auto* text = object_at(&message, "text");
-  auto* body = value_at(text, "body");
+  auto body = value_at(object_at(message, "text"), "body");
   // An empty body is a (strange but real) empty message; only a missing one
   // falls back to Kapso's text rendering.
-  if (body != nullptr && body->is_string())
-    out.content = body->get<std::string>();
+  if (holds(body, element_type::STRING))
+    out.content = std::string{body->get_string().value_unsafe()};
   else
     out.content = kapso_content;
 }
 
-void describe_media(const json& message, std::string_view type, message_content& out) {
-  auto* media = object_at(&message, out.type.c_str());
-  auto* kapso = object_at(&message, "kapso");
+void describe_media(const element& message, std::string_view type, message_content& out) {
+  auto media = object_at(message, out.type);
+  auto kapso = object_at(message, "kapso");
   std::string label;
   if (type == "image") {
     label = "[Image]";
@@ -65,8 +64,8 @@ void describe_media(const json& message, std::string_view type, message_content&
     out.metadata["has_media"] = true;
 }
 
-void describe_location(const json& message, message_content& out) {
-  auto* location = object_at(&message, "location");
+void describe_location(const element& message, message_content& out) {
+  auto location = object_at(message, "location");
   auto name = text_at(location, "name");
   auto address = text_at(location, "address");
   if (!name.empty())
@@ -80,8 +79,8 @@ void describe_location(const json& message, message_content& out) {
   out.metadata["location"] = std::move(details);
 }
 
-std::string contact_display_name(const json& contact) {
-  auto* name = object_at(&contact, "name");
+std::string contact_display_name(const element& contact) {
+  auto name = object_at(contact, "name");
   auto formatted = text_at(name, "formatted_name");
   if (!formatted.empty())
     return formatted;
@@ -92,27 +91,27 @@ std::string contact_display_name(const json& contact) {
   return first.empty() ? last : first;
 }
 
-void describe_contacts(const json& message, message_content& out) {
-  auto* contacts = array_at(&message, "contacts");
-  auto count = contacts != nullptr ? contacts->size() : 0;
+void describe_contacts(const element& message, message_content& out) {
+  auto contacts = array_at(message, "contacts");
+  auto count = size_of(contacts);
   if (count > 1) {
     out.content = "[Contacts: " + std::to_string(count) + "]";
   } else {
-    auto name = count == 1 ? contact_display_name(contacts->front()) : std::string{};
+    auto name = count == 1 ? contact_display_name(elements_of(contacts).front()) : std::string{};
     out.content = name.empty() ? "[Contact]" : "[Contact: " + name + "]";
   }
-  if (contacts != nullptr)
-    out.metadata["contacts"] = *contacts;
+  if (contacts)
+    out.metadata["contacts"] = to_json(*contacts);
 }
 
-void describe_interactive(const json& message, message_content& out) {
-  auto* interactive = object_at(&message, "interactive");
+void describe_interactive(const element& message, message_content& out) {
+  auto interactive = object_at(message, "interactive");
   auto kind = text_at(interactive, "type");
   json details = json::object();
   if (!kind.empty())
     details["type"] = kind;
   if (kind == "button_reply" || kind == "list_reply") {
-    auto* reply = object_at(interactive, kind.c_str());
+    auto reply = object_at(interactive, kind);
     copy_fields(reply, details, {"id", "title", "description"});
     auto title = text_at(reply, "title");
     out.content = title.empty() ? "[Interactive reply]" : title;
@@ -128,8 +127,8 @@ void describe_interactive(const json& message, message_content& out) {
   out.metadata["interactive"] = std::move(details);
 }
 
-void describe_button(const json& message, message_content& out) {
-  auto* button = object_at(&message, "button");
+void describe_button(const element& message, message_content& out) {
+  auto button = object_at(message, "button");
   auto text = text_at(button, "text");
   out.content = text.empty() ? "[Button]" : text;
   json details = json::object();
@@ -137,8 +136,8 @@ void describe_button(const json& message, message_content& out) {
   out.metadata["button"] = std::move(details);
 }
 
-void describe_reaction(const json& message, message_content& out) {
-  auto* reaction = object_at(&message, "reaction");
+void describe_reaction(const element& message, message_content& out) {
+  auto reaction = object_at(message, "reaction");
   auto emoji = text_at(reaction, "emoji");
   // WhatsApp signals "reaction removed" with an empty emoji.
   out.content = emoji.empty() ? "[Reaction removed]" : emoji;
@@ -146,18 +145,17 @@ void describe_reaction(const json& message, message_content& out) {
                               {"emoji", emoji}};
 }
 
-void describe_order(const json& message, message_content& out) {
-  auto* order = object_at(&message, "order");
-  auto* items = array_at(order, "product_items");
-  auto count = items != nullptr ? items->size() : 0;
+void describe_order(const element& message, message_content& out) {
+  auto order = object_at(message, "order");
+  auto count = size_of(array_at(order, "product_items"));
   out.content = "[Order: " + std::to_string(count) + (count == 1 ? " item]" : " items]");
-  if (order != nullptr)
-    out.metadata["order"] = *order;
+  if (order)
+    out.metadata["order"] = to_json(*order);
 }
 
-void describe_template(const json& message, const std::string& kapso_content,
+void describe_template(const element& message, const std::string& kapso_content,
                        message_content& out) {
-  auto* tmpl = object_at(&message, "template");
+  auto tmpl = object_at(message, "template");
   auto name = text_at(tmpl, "name");
   if (!kapso_content.empty())
     out.content = kapso_content;
@@ -172,8 +170,8 @@ void describe_template(const json& message, const std::string& kapso_content,
   out.metadata["template"] = std::move(details);
 }
 
-void describe_common(const json& message, const json* kapso, message_content& out) {
-  if (auto* context = object_at(&message, "context")) {
+void describe_common(const element& message, const field& kapso, message_content& out) {
+  if (auto context = object_at(message, "context")) {
     json reply = json::object();
     for (auto key : {"id", "from"}) {
       auto value = text_at(context, key);
@@ -187,14 +185,14 @@ void describe_common(const json& message, const json* kapso, message_content& ou
     if (flag_at(context, "frequently_forwarded"))
       out.metadata["frequently_forwarded"] = true;
   }
-  if (auto* has_media = value_at(kapso, "has_media"); has_media && has_media->is_boolean())
-    out.metadata["has_media"] = *has_media;
-  if (auto* transcript = value_at(kapso, "transcript"))
-    out.metadata["transcript"] = *transcript;
-  if (auto* referral = object_at(&message, "referral"))
-    out.metadata["referral"] = *referral;
-  if (auto* errors = array_at(&message, "errors"); errors && !errors->empty())
-    out.metadata["errors"] = *errors;
+  if (auto has_media = value_at(kapso, "has_media"); holds(has_media, element_type::BOOL))
+    out.metadata["has_media"] = has_media->get_bool().value_unsafe();
+  if (auto transcript = value_at(kapso, "transcript"))
+    out.metadata["transcript"] = to_json(*transcript);
+  if (auto referral = object_at(message, "referral"))
+    out.metadata["referral"] = to_json(*referral);
+  if (auto errors = array_at(message, "errors"); size_of(errors) > 0)
+    out.metadata["errors"] = to_json(*errors);
 }
 
 bool is_media(std::string_view type) {
@@ -204,12 +202,12 @@ bool is_media(std::string_view type) {
 
 } // namespace
 
-message_content describe_message(const json& message) {
+message_content describe_message(const element& message) {
   message_content out;
-  out.type = text_at(&message, "type");
+  out.type = text_at(message, "type");
   if (out.type.empty())
     out.type = "text";
-  auto* kapso = object_at(&message, "kapso");
+  auto kapso = object_at(message, "kapso");
   auto kapso_content = text_at(kapso, "content");
   describe_common(message, kapso, out);
   std::string_view type = out.type;

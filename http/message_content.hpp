@@ -4,6 +4,7 @@
 #include <string>
 
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 namespace kapso {
 
@@ -22,6 +23,6 @@ struct message_content {
 // Reads a WhatsApp message object (Meta's shape, optionally with Kapso's
 // `kapso` extension). Never fails: unknown shapes become
 // "[Unsupported message]".
-message_content describe_message(const nlohmann::json& message);
+message_content describe_message(const simdjson::dom::element& message);
 
 } // namespace kapso

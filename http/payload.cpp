@@ -89,18 +89,18 @@ std::string digits_of(std::string_view text) {
   return out;
 }
 
-int64_t timestamp_of(const json* value) {
-  if (value == nullptr)
+int64_t timestamp_of(const field& value) {
+  if (!value)
     return 0;
-  if (value->is_number_unsigned())
-    return epoch_seconds(static_cast<int64_t>(value->get<uint64_t>()));
-  if (value->is_number_integer())
-    return epoch_seconds(value->get<int64_t>());
-  if (value->is_number_float())
-    return epoch_seconds(static_cast<int64_t>(value->get<double>()));
-  if (value->is_string())
-    return unix_seconds(value->get<std::string>());
-  return 0;
+  switch (value->type()) {
+    case element_type::UINT64:
+      return epoch_seconds(static_cast<int64_t>(value->get_uint64().value_unsafe()));
+    case element_type::INT64: return epoch_seconds(value->get_int64().value_unsafe());
+    case element_type::DOUBLE:
+      return epoch_seconds(static_cast<int64_t>(value->get_double().value_unsafe()));
+    case element_type::STRING: return unix_seconds(std::string{value->get_string().value_unsafe()});
+    default: return 0;
+  }
 }
 
 // The customer, from candidate fields in order of preference.
@@ -139,9 +139,9 @@ void set_identity(event& ev, const identity_sources& sources,
 
 // Content, preview, type, timestamp and metadata of a message object.
 // `extra` holds envelope fields (origin, conversation ids) for the metadata.
-void set_message(event& ev, const json& message, const json& extra) {
+void set_message(event& ev, const element& message, const json& extra) {
   auto content = describe_message(message);
-  ev.timestamp = timestamp_of(value_at(&message, "timestamp"));
+  ev.timestamp = timestamp_of(value_at(message, "timestamp"));
   ev.message_type = std::move(content.type);
   ev.content = std::move(content.content);
   ev.preview = std::move(content.preview);
@@ -152,33 +152,32 @@ void set_message(event& ev, const json& message, const json& extra) {
 }
 
 // Kapso puts a failed message's error in one of three places.
-std::string kapso_error(const json& message) {
-  auto* kapso = object_at(&message, "kapso");
-  if (auto* error = value_at(kapso, "error")) {
-    if (error->is_object() || error->is_array())
+std::string kapso_error(const element& message) {
+  auto kapso = object_at(message, "kapso");
+  if (auto error = value_at(kapso, "error")) {
+    if (holds(error, element_type::OBJECT) || holds(error, element_type::ARRAY))
       return compact(*error);
-    if (error->is_string())
-      return compact(json{{"message", *error}});
+    if (holds(error, element_type::STRING))
+      return compact(json{{"message", text_of(error)}});
   }
-  if (auto* errors = array_at(&message, "errors"); errors && !errors->empty())
+  if (auto errors = array_at(message, "errors"); size_of(errors) > 0)
     return compact(*errors);
-  if (auto* statuses = array_at(kapso, "statuses")) {
-    // The newest status carrying errors is the one that failed.
-    for (auto i = statuses->rbegin(); i != statuses->rend(); ++i)
-      if (auto* errors = array_at(&*i, "errors"); errors && !errors->empty())
-        return compact(*errors);
-  }
+  // The newest status carrying errors is the one that failed.
+  auto statuses = elements_of(array_at(kapso, "statuses"));
+  for (auto i = statuses.rbegin(); i != statuses.rend(); ++i)
+    if (auto errors = array_at(*i, "errors"); size_of(errors) > 0)
+      return compact(*errors);
   return {};
 }
 
 // Reads one Kapso v2 event object (the whole body, or one batch element).
 // Returns why the event is malformed, or "" when `ev` is filled.
-std::string read_kapso_event(const json& obj, std::string type,
+std::string read_kapso_event(const element& obj, std::string type,
                              const std::string& fallback_phone_number_id,
                              const parse_options& options, event& ev) {
-  auto* message = object_at(&obj, "message");
-  auto* conversation = object_at(&obj, "conversation");
-  auto* kapso = object_at(message, "kapso");
+  auto message = object_at(obj, "message");
+  auto conversation = object_at(obj, "conversation");
+  auto kapso = object_at(message, "kapso");
   if (type.empty()) {
     auto direction = text_at(kapso, "direction");
     if (direction == "inbound")
@@ -192,7 +191,7 @@ std::string read_kapso_event(const json& obj, std::string type,
   auto [kind, status] = classify(type);
   ev.kind = kind;
   ev.event_type = std::move(type);
-  ev.phone_number_id = first_non_empty({text_at(&obj, "phone_number_id"),
+  ev.phone_number_id = first_non_empty({text_at(obj, "phone_number_id"),
                                         text_at(conversation, "phone_number_id"),
                                         fallback_phone_number_id});
   if (kind == event_kind::unknown)
@@ -200,7 +199,7 @@ std::string read_kapso_event(const json& obj, std::string type,
   if (ev.phone_number_id.empty())
     return "phone_number_id missing (top level and conversation)";
   if (is_message_kind(kind)) {
-    if (message == nullptr)
+    if (!message)
       return ev.event_type + " without a message object";
     ev.message_id = text_at(message, "id");
     if (ev.message_id.empty())
@@ -273,17 +272,17 @@ public:
     // nop
   }
 
-  void read(const json& entries) {
+  void read(const field& entries) {
     size_t entry_index = 0;
-    for (const auto& entry : entries) {
+    for (const auto& entry : elements_of(entries)) {
       auto where = "entry[" + std::to_string(entry_index++) + "]";
-      auto* changes = array_at(&entry, "changes");
-      if (changes == nullptr) {
+      auto changes = array_at(entry, "changes");
+      if (!changes) {
         skip(where, "no changes array");
         continue;
       }
       size_t change_index = 0;
-      for (const auto& change : *changes)
+      for (const auto& change : elements_of(changes))
         read_change(change, where + ".changes[" + std::to_string(change_index++) + "]");
     }
   }
@@ -294,14 +293,14 @@ private:
     result_.skipped.push_back(where + ": " + why);
   }
 
-  void read_change(const json& change, const std::string& where) {
-    auto field = text_at(&change, "field");
-    auto* value = object_at(&change, "value");
-    if (value == nullptr) {
+  void read_change(const element& change, const std::string& where) {
+    auto field = text_at(change, "field");
+    auto value = object_at(change, "value");
+    if (!value) {
       skip(where, "no value object");
       return;
     }
-    auto* metadata = object_at(value, "metadata");
+    auto metadata = object_at(value, "metadata");
     change_scope scope{value, text_at(metadata, "phone_number_id"),
                        digits_of(text_at(metadata, "display_phone_number")),
                        array_at(value, "contacts")};
@@ -317,52 +316,53 @@ private:
       return;
     }
     for (auto key : {"messages", "message_echoes"})
-      if (auto* messages = array_at(value, key)) {
+      if (auto messages = array_at(value, key)) {
         size_t index = 0;
-        for (const auto& message : *messages)
+        for (const auto& message : elements_of(messages))
           read_message(scope, message,
                        echo_field || std::string_view{key} == "message_echoes",
                        where + "." + key + "[" + std::to_string(index++) + "]");
       }
-    if (auto* statuses = array_at(value, "statuses")) {
+    if (auto statuses = array_at(value, "statuses")) {
       size_t index = 0;
-      for (const auto& status : *statuses)
+      for (const auto& status : elements_of(statuses))
         read_status(scope, status, where + ".statuses[" + std::to_string(index++) + "]");
     }
   }
 
   // What every event of one change shares.
   struct change_scope {
-    const json* value;
+    json_fields::field value;
     std::string phone_number_id;
     std::string display_digits; // the business number, digits only
-    const json* contacts;
+    json_fields::field contacts;
   };
 
   // The contacts[] entry for a customer: matched by wa_id or user id, else
   // the first one (Meta sends one contact per message in practice).
-  static const json* find_contact(const change_scope& scope, const std::string& wa_id,
-                                  const std::string& user_id) {
-    if (scope.contacts == nullptr || scope.contacts->empty())
-      return nullptr;
+  static json_fields::field find_contact(const change_scope& scope, const std::string& wa_id,
+                                         const std::string& user_id) {
+    auto contacts = elements_of(scope.contacts);
+    if (contacts.empty())
+      return std::nullopt;
     auto wanted = digits_of(wa_id);
-    for (const auto& contact : *scope.contacts) {
-      if (!wanted.empty() && digits_of(text_at(&contact, "wa_id")) == wanted)
-        return &contact;
-      if (!user_id.empty() && text_at(&contact, "user_id") == user_id)
-        return &contact;
+    for (const auto& contact : contacts) {
+      if (!wanted.empty() && digits_of(text_at(contact, "wa_id")) == wanted)
+        return contact;
+      if (!user_id.empty() && text_at(contact, "user_id") == user_id)
+        return contact;
     }
-    const auto& first = scope.contacts->front();
-    return first.is_object() ? &first : nullptr;
+    const auto& first = contacts.front();
+    return first.type() == element_type::OBJECT ? json_fields::field{first} : std::nullopt;
   }
 
-  void read_message(const change_scope& scope, const json& message, bool echo_field,
+  void read_message(const change_scope& scope, const element& message, bool echo_field,
                     const std::string& where) {
-    if (!message.is_object()) {
+    if (message.type() != element_type::OBJECT) {
       skip(where, "message is not an object");
       return;
     }
-    auto from = text_at(&message, "from");
+    auto from = text_at(message, "from");
     // Meta reports messages sent from the business number itself (coexistence
     // with the WhatsApp Business app) as echoes.
     bool echo = echo_field
@@ -375,20 +375,20 @@ private:
       skip(where, "no metadata.phone_number_id");
       return;
     }
-    ev.message_id = text_at(&message, "id");
+    ev.message_id = text_at(message, "id");
     if (ev.message_id.empty()) {
       skip(where, "message without id");
       return;
     }
-    auto customer = echo ? text_at(&message, "to") : from;
-    auto customer_user_id = echo ? first_non_empty({text_at(&message, "to_user_id"),
-                                                    text_at(&message, "recipient_user_id")})
-                                 : text_at(&message, "from_user_id");
-    auto* contact = find_contact(scope, customer, customer_user_id);
+    auto customer = echo ? text_at(message, "to") : from;
+    auto customer_user_id = echo ? first_non_empty({text_at(message, "to_user_id"),
+                                                    text_at(message, "recipient_user_id")})
+                                 : text_at(message, "from_user_id");
+    auto contact = find_contact(scope, customer, customer_user_id);
     identity_sources sources;
     sources.phones = {customer, text_at(contact, "wa_id")};
     sources.bsuids = {customer_user_id, text_at(contact, "user_id")};
-    auto* profile = object_at(contact, "profile");
+    auto profile = object_at(contact, "profile");
     sources.usernames = {text_at(profile, "username"), text_at(contact, "username")};
     set_identity(ev, sources, options_);
     if (ev.contact_key.empty()) {
@@ -412,13 +412,13 @@ private:
     result_.parsed.events.push_back(std::move(ev));
   }
 
-  void read_status(const change_scope& scope, const json& status, const std::string& where) {
-    if (!status.is_object()) {
+  void read_status(const change_scope& scope, const element& status, const std::string& where) {
+    if (status.type() != element_type::OBJECT) {
       skip(where, "status is not an object");
       return;
     }
     event ev;
-    ev.status = text_at(&status, "status");
+    ev.status = text_at(status, "status");
     if (ev.status.empty()) {
       skip(where, "status without status");
       return;
@@ -437,32 +437,32 @@ private:
       skip(where, "no metadata.phone_number_id");
       return;
     }
-    ev.message_id = text_at(&status, "id");
+    ev.message_id = text_at(status, "id");
     if (ev.message_id.empty()) {
       skip(where, "status without id");
       return;
     }
-    auto recipient = text_at(&status, "recipient_id");
-    auto recipient_user_id = text_at(&status, "recipient_user_id");
-    auto* contact = find_contact(scope, recipient, recipient_user_id);
+    auto recipient = text_at(status, "recipient_id");
+    auto recipient_user_id = text_at(status, "recipient_user_id");
+    auto contact = find_contact(scope, recipient, recipient_user_id);
     identity_sources sources;
     sources.phones = {recipient, text_at(contact, "wa_id")};
     sources.bsuids = {recipient_user_id, text_at(contact, "user_id")};
-    sources.usernames = {text_at(&status, "recipient_username")};
+    sources.usernames = {text_at(status, "recipient_username")};
     set_identity(ev, sources, options_);
     if (ev.contact_key.empty()) {
       skip(where, "status without a recipient");
       return;
     }
-    ev.timestamp = timestamp_of(value_at(&status, "timestamp"));
+    ev.timestamp = timestamp_of(value_at(status, "timestamp"));
     ev.direction = "outbound";
     json metadata = json::object();
     for (auto key : {"conversation", "pricing", "biz_opaque_callback_data"})
-      if (auto* value = value_at(&status, key))
-        metadata[key] = *value;
+      if (auto value = value_at(status, key))
+        metadata[key] = to_json(*value);
     ev.metadata_json = compact(metadata);
     if (ev.status == "failed")
-      if (auto* errors = array_at(&status, "errors"); errors && !errors->empty())
+      if (auto errors = array_at(status, "errors"); size_of(errors) > 0)
         ev.status_error_json = compact(*errors);
     result_.parsed.events.push_back(std::move(ev));
   }
@@ -479,23 +479,24 @@ parse_result failure(std::string why) {
   return result;
 }
 
-parse_result read_batch(const json& body, const json& data, const std::string& outer_type,
+parse_result read_batch(const element& body, const field& data, const std::string& outer_type,
                         const parse_options& options) {
   parse_result result;
   result.ok = true;
-  auto fallback_phone_number_id = text_at(&body, "phone_number_id");
+  auto fallback_phone_number_id = text_at(body, "phone_number_id");
+  auto items = elements_of(data);
+  result.parsed.events.reserve(items.size());
   size_t index = 0;
-  for (const auto& element : data) {
+  for (const auto& item : items) {
     auto where = "data[" + std::to_string(index++) + "]";
-    if (!element.is_object()) {
+    if (item.type() != element_type::OBJECT) {
       ++result.parsed.malformed;
       result.skipped.push_back(where + ": not an object");
       continue;
     }
-    auto type = first_non_empty({text_at(&element, "event"), text_at(&element, "type"),
-                                 outer_type});
+    auto type = first_non_empty({text_at(item, "event"), text_at(item, "type"), outer_type});
     event ev;
-    auto why = read_kapso_event(element, std::move(type), fallback_phone_number_id,
+    auto why = read_kapso_event(item, std::move(type), fallback_phone_number_id,
                                 options, ev);
     if (!why.empty()) {
       ++result.parsed.malformed;
@@ -511,42 +512,45 @@ parse_result read_batch(const json& body, const json& data, const std::string& o
 
 parse_result parse_delivery(std::string_view body, const delivery_headers& headers,
                             const parse_options& options) {
-  auto root = json::parse(body.begin(), body.end(), nullptr, false);
-  if (root.is_discarded())
+  // One parser per HTTP thread: it keeps its buffers between deliveries.
+  thread_local simdjson::dom::parser parser;
+  element root;
+  if (parser.parse(body.data(), body.size()).get(root) != simdjson::SUCCESS)
     return failure("body is not valid JSON");
-  if (!root.is_object())
+  if (root.type() != element_type::OBJECT)
     return failure("body is not a JSON object");
-  if (value_at(&root, "whatsapp_config") != nullptr)
+  if (value_at(root, "whatsapp_config"))
     return failure(std::string{v1_error});
-  if (auto* object = value_at(&root, "object")) {
-    if (!object->is_string() || object->get<std::string>() != "whatsapp_business_account")
+  if (auto object = value_at(root, "object")) {
+    if (!holds(object, element_type::STRING)
+        || object->get_string().value_unsafe() != "whatsapp_business_account")
       return failure("Meta webhook body whose object is not whatsapp_business_account");
-    auto* entries = array_at(&root, "entry");
-    if (entries == nullptr)
+    auto entries = array_at(root, "entry");
+    if (!entries)
       return failure("Meta webhook body without an entry array");
     parse_result result;
     result.ok = true;
     result.parsed.meta_forward = true;
-    meta_reader{options, result}.read(*entries);
+    meta_reader{options, result}.read(entries);
     return result;
   }
   auto header_type = trimmed(headers.event_type);
-  auto outer_type = first_non_empty({header_type, text_at(&root, "event"),
-                                     text_at(&root, "type")});
-  bool batch = flag_at(&root, "batch") || header_flag(headers.batch);
-  if (auto* data = array_at(&root, "data"); batch && data != nullptr)
-    return read_batch(root, *data, outer_type, options);
-  if (flag_at(&root, "batch"))
+  auto outer_type = first_non_empty({header_type, text_at(root, "event"),
+                                     text_at(root, "type")});
+  bool batch = flag_at(root, "batch") || header_flag(headers.batch);
+  if (auto data = array_at(root, "data"); batch && data)
+    return read_batch(root, data, outer_type, options);
+  if (flag_at(root, "batch"))
     return failure("batch body without a data array");
-  bool has_event = object_at(&root, "message") != nullptr
-                   || object_at(&root, "conversation") != nullptr;
+  bool has_event = object_at(root, "message").has_value()
+                   || object_at(root, "conversation").has_value();
   if (!has_event) {
     // Event types we do not handle (project events, future additions) come
     // in their own shapes: acknowledge them so Kapso does not retry.
     if (!outer_type.empty() && classify(outer_type).kind == event_kind::unknown) {
       event ev;
       ev.event_type = outer_type;
-      ev.phone_number_id = text_at(&root, "phone_number_id");
+      ev.phone_number_id = text_at(root, "phone_number_id");
       parse_result result;
       result.ok = true;
       result.parsed.events.push_back(std::move(ev));

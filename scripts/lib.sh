@@ -11,7 +11,7 @@ BINARY="$BUILD_DIR/kapso-ingest"
 KAPSO_PACKAGES=(
   build-essential cmake pkg-config g++
   libcaf-dev librestinio-dev libasio-dev libhttp-parser-dev libfmt-dev
-  libpqxx-dev nlohmann-json3-dev libspdlog-dev libjemalloc-dev
+  libpqxx-dev nlohmann-json3-dev libspdlog-dev libjemalloc-dev libsimdjson-dev
   libboost-test-dev libboost-dev libphonenumber-dev libssl-dev
   postgresql postgresql-contrib
   wrk libbenchmark-dev

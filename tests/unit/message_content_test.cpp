@@ -8,8 +8,11 @@ using nlohmann::json;
 
 namespace {
 
-message_content describe(const char* message_json) {
-  return describe_message(json::parse(message_json));
+message_content describe(const std::string& message_json) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element message;
+  BOOST_REQUIRE(parser.parse(message_json).get(message) == simdjson::SUCCESS);
+  return describe_message(message);
 }
 
 } // namespace
@@ -46,7 +49,7 @@ BOOST_AUTO_TEST_CASE(kapso_content_fills_a_missing_text_body) {
 
 BOOST_AUTO_TEST_CASE(long_text_preview_is_cut) {
   std::string body(150, 'a');
-  auto out = describe_message(json{{"type", "text"}, {"text", {{"body", body}}}});
+  auto out = describe(json{{"type", "text"}, {"text", {{"body", body}}}}.dump());
   BOOST_TEST(out.content == body);
   BOOST_TEST(out.preview == std::string(100, 'a'));
 }
