@@ -79,7 +79,11 @@ metrics& metrics::global() {
 
 void metrics::count_request(std::string_view route, int status) {
   std::lock_guard<std::mutex> guard{mtx_};
-  ++requests_[{std::string{route}, status}];
+  auto found = requests_.find(std::pair<std::string_view, int>{route, status});
+  if (found != requests_.end())
+    ++found->second;
+  else
+    requests_.emplace(std::pair<std::string, int>{route, status}, 1);
 }
 
 void metrics::count_event(std::string_view type, write_outcome result) {
@@ -88,7 +92,11 @@ void metrics::count_event(std::string_view type, write_outcome result) {
 
 void metrics::count_event(std::string_view type, std::string_view result) {
   std::lock_guard<std::mutex> guard{mtx_};
-  ++events_[{std::string{type}, std::string{result}}];
+  auto found = events_.find(std::pair<std::string_view, std::string_view>{type, result});
+  if (found != events_.end())
+    ++found->second;
+  else
+    events_.emplace(std::pair<std::string, std::string>{type, result}, 1);
 }
 
 std::string metrics::render() const {

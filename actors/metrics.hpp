@@ -54,9 +54,22 @@ public:
   std::string render() const;
 
 private:
+  // Orders (text, label) keys of any string type, so a count looks up its
+  // key without building strings; they are built once, on first insert.
+  struct key_less {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& x, const B& y) const {
+      int order = std::string_view{x.first}.compare(std::string_view{y.first});
+      if (order != 0)
+        return order < 0;
+      return x.second < y.second;
+    }
+  };
+
   mutable std::mutex mtx_;
-  std::map<std::pair<std::string, int>, uint64_t> requests_;
-  std::map<std::pair<std::string, std::string>, uint64_t> events_;
+  std::map<std::pair<std::string, int>, uint64_t, key_less> requests_;
+  std::map<std::pair<std::string, std::string>, uint64_t, key_less> events_;
 };
 
 } // namespace kapso
