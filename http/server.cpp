@@ -4,6 +4,7 @@
 
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #include <restinio/all.hpp>
 #include <spdlog/spdlog.h>
@@ -84,6 +85,18 @@ public:
                   a.body);
   }
 
+  // Answers every waiting request with `a`.
+  void fail_all(const http_answer& a) {
+    std::vector<uint64_t> tickets;
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      for (const auto& [ticket, e] : waiting_)
+        tickets.push_back(ticket);
+    }
+    for (auto ticket : tickets)
+      complete(ticket, a);
+  }
+
   size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
 
 private:
@@ -119,7 +132,14 @@ struct http_server::impl {
   impl(caf::actor_system& s, caf::actor r, caf::actor d, settings c)
     : sys(s), router(std::move(r)), directory(std::move(d)), cfg(std::move(c)) {
     parse_cfg.default_region = cfg.default_region;
-    gateway = sys.spawn([w = waiting](caf::event_based_actor*) -> caf::behavior {
+    gateway = sys.spawn([w = waiting, r = router](caf::event_based_actor* self) -> caf::behavior {
+      // Should the router ever stop while deliveries wait, they are answered
+      // 503 (Kapso retries) instead of waiting for RESTinio to drop them.
+      self->monitor(r);
+      self->set_down_handler([w](caf::down_msg&) {
+        spdlog::error("the router stopped: answering every waiting delivery 503");
+        w->fail_all(answer_for(make_error(ingest_errc::unavailable)));
+      });
       return {
         [w](ingest_atom, uint64_t ticket, const delivery_result& result) {
           w->complete(ticket, answer_ok(result));
