@@ -1,4 +1,4 @@
-// JSON text for json_to_recordset parameters.
+// JSON text for jsonb_to_recordset parameters.
 #include "persistence/json_rows.hpp"
 
 namespace kapso {

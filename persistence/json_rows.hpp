@@ -1,5 +1,5 @@
 // Builds the JSON array of objects that the batch statements read with
-// json_to_recordset: one parameter per statement instead of one per value.
+// jsonb_to_recordset: one parameter per statement instead of one per value.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,5 @@
 // The SQL text of every named statement. Batch statements take one JSON
-// array parameter read with json_to_recordset, so a whole batch is one
+// array parameter read with jsonb_to_recordset, so a whole batch is one
 // round trip per step whatever its size.
 #include "persistence/statements.hpp"
 
@@ -35,7 +35,7 @@ RETURNING id::text)";
 const char* const find_contacts_by_bsuid = R"(
 SELECT c.workspace_id::text, i.bsuid, c.phone
 FROM contacts c
-JOIN json_to_recordset($1::json) AS i(workspace_id uuid, bsuid text)
+JOIN jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, bsuid text)
   ON c.workspace_id = i.workspace_id
  AND c.metadata ? 'business_scoped_user_id'
  AND c.metadata ->> 'business_scoped_user_id' = i.bsuid)";
@@ -44,7 +44,7 @@ JOIN json_to_recordset($1::json) AS i(workspace_id uuid, bsuid text)
 // the two, unless a contact with that phone exists already.
 const char* const link_bsuid_contacts = R"(
 UPDATE contacts c SET phone = i.phone, updated_at = now()
-FROM json_to_recordset($1::json) AS i(workspace_id uuid, phone text, bsuid_key text)
+FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, phone text, bsuid_key text)
 WHERE c.workspace_id = i.workspace_id AND c.phone = i.bsuid_key
   AND NOT EXISTS (SELECT 1 FROM contacts o
                   WHERE o.workspace_id = i.workspace_id AND o.phone = i.phone))";
@@ -56,7 +56,7 @@ INSERT INTO contacts AS c (workspace_id, phone, name, metadata)
 SELECT i.workspace_id, i.phone, NULLIF(i.name, ''),
        CASE WHEN coalesce(i.bsuid, '') = '' THEN '{}'::jsonb
             ELSE jsonb_build_object('business_scoped_user_id', i.bsuid) END
-FROM json_to_recordset($1::json) AS i(workspace_id uuid, phone text, name text, bsuid text)
+FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, phone text, name text, bsuid text)
 ORDER BY i.workspace_id, i.phone
 ON CONFLICT (workspace_id, phone) DO UPDATE
 SET name = CASE WHEN coalesce(c.name, '') = '' THEN coalesce(EXCLUDED.name, c.name)
@@ -71,7 +71,7 @@ WHERE (coalesce(c.name, '') = '' AND EXCLUDED.name IS NOT NULL)
 // would scan all of it for a batch of a few rows).
 const char* const select_contacts = R"(
 SELECT c.id::text, c.workspace_id::text, c.phone, c.named
-FROM json_to_recordset($1::json) AS i(workspace_id uuid, phone text)
+FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, phone text)
 CROSS JOIN LATERAL (
   SELECT x.id, x.workspace_id, x.phone, coalesce(x.name, '') <> '' AS named
   FROM contacts x
@@ -81,13 +81,13 @@ CROSS JOIN LATERAL (
 const char* const insert_conversations = R"(
 INSERT INTO conversations (workspace_id, contact_id)
 SELECT i.workspace_id, i.contact_id
-FROM json_to_recordset($1::json) AS i(workspace_id uuid, contact_id uuid)
+FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, contact_id uuid)
 ORDER BY i.workspace_id, i.contact_id
 ON CONFLICT (workspace_id, contact_id) DO NOTHING)";
 
 const char* const select_conversations = R"(
 SELECT v.id::text, v.workspace_id::text, v.contact_id::text
-FROM json_to_recordset($1::json) AS i(workspace_id uuid, contact_id uuid)
+FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, contact_id uuid)
 CROSS JOIN LATERAL (
   SELECT x.id, x.workspace_id, x.contact_id FROM conversations x
   WHERE x.workspace_id = i.workspace_id AND x.contact_id = i.contact_id
@@ -101,7 +101,7 @@ CROSS JOIN LATERAL (
 // changed meanwhile (READ COMMITTED), so concurrent additions are not lost.
 const char* const insert_messages = R"(
 WITH i AS (
-  SELECT * FROM json_to_recordset($1::json) AS i(
+  SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
     conversation_id uuid, workspace_id uuid, direction text, sender_type text,
     content text, message_type text, media_url text, kapso_message_id text,
     metadata jsonb, ts bigint, status text, preview text)),
@@ -154,7 +154,7 @@ WHERE id IN (SELECT json_array_elements_text($1::json)::uuid)
 
 const char* const advance_statuses = R"(
 WITH i AS (
-  SELECT * FROM json_to_recordset($1::json)
+  SELECT * FROM jsonb_to_recordset($1::jsonb)
     AS i(workspace_id uuid, kapso_message_id text, status text, error jsonb)),
 upd AS (
   UPDATE messages m SET status = i.status,
@@ -175,7 +175,7 @@ FROM i)";
 const char* const insert_pending_statuses = R"(
 INSERT INTO kapso_pending_statuses (workspace_id, kapso_message_id, status, error)
 SELECT i.workspace_id, i.kapso_message_id, i.status, i.error
-FROM json_to_recordset($1::json)
+FROM jsonb_to_recordset($1::jsonb)
   AS i(workspace_id uuid, kapso_message_id text, status text, error jsonb)
 ON CONFLICT DO NOTHING)";
 
@@ -206,7 +206,7 @@ ON CONFLICT DO NOTHING)";
 
 const char* const apply_pending_statuses =
   "WITH i AS (\n"
-  "  SELECT DISTINCT * FROM json_to_recordset($1::json)\n"
+  "  SELECT DISTINCT * FROM jsonb_to_recordset($1::jsonb)\n"
   "    AS i(workspace_id uuid, kapso_message_id text)),\n"
   KAPSO_APPLY_PENDING_TAIL;
 
