@@ -73,7 +73,7 @@ ingest_config::ingest_config() {
     .add(conversation_max_, "max", "most live conversation actors (default 20000)");
   opt_group{custom_options_, "persistence"}
     .add(v.database_url, "database-url", "PostgreSQL URL (env DATABASE_URL)")
-    .add(writers_, "writers", "persistence actors, one connection each (default 1)")
+    .add(writers_, "writers", "persistence actors, one connection each (default 2)")
     .add(batch_max_, "batch-max", "most events per transaction (default 500)")
     .add(flush_interval_ms_, "flush-interval-ms", "wait before committing a batch; 0 = as soon as queued writes are drained (default 0)")
     .add(statement_timeout_ms_, "statement-timeout-ms", "PostgreSQL statement_timeout (default 2000)")

@@ -47,7 +47,7 @@ private:
   int64_t unknown_log_period_ms_ = 60000;
   int64_t idle_ms_ = 5000;
   int64_t conversation_max_ = 20000;
-  int64_t writers_ = 1;
+  int64_t writers_ = 2;
   int64_t batch_max_ = 500;
   int64_t flush_interval_ms_ = 0;
   int64_t statement_timeout_ms_ = 2000;

@@ -31,7 +31,7 @@ struct settings {
 
   // persistence
   std::string database_url;
-  size_t writers = 1;                        // persistence actors, one connection each
+  size_t writers = 2;                        // persistence actors, one connection each
   size_t batch_max = 500;                    // events per transaction
   std::chrono::milliseconds flush_interval{0}; // 0 = when queued writes are drained
   std::chrono::milliseconds statement_timeout{2000};
