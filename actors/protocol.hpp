@@ -131,8 +131,9 @@ const char* to_string(ingest_errc x);
 // -- deadlines -----------------------------------------------------------------
 
 // The events inside one delivery carry no timer of their own: the delivery's
-// deadline (the HTTP layer's request to the router) bounds all of them, and
-// every writer path answers every request. CAF 0.17 never cancels a request
+// deadline (the router answers every delivery within http.request-timeout-ms,
+// checked by one periodic sweep) bounds all of them, and every writer path
+// answers every request. CAF 0.17 never cancels a request
 // timeout, so each one costs a clock insertion, a wake-up of the timer
 // thread and a stale message later: one per event per hop was about 14 % of
 // the server's CPU. Only the hops inside a delivery use this.
