@@ -7,7 +7,7 @@
 #   ROWS=20000 ROUNDS=5 benchmarks/pg_floor.sh
 #
 # It creates a scratch database next to $DATABASE_URL's (or in the private
-# PostgreSQL that scripts/lib.sh starts), applies the migrations with
+# PostgreSQL that scripts/lib.sh starts, stopped again if it started it), applies the migrations with
 # `kapso-ingest migrate`, inserts ROWS messages per statement over 1,000
 # conversations (foreign keys, unique keys and indexes as the server has
 # them), prints the time of each round and drops the database.
@@ -20,17 +20,12 @@ ROUNDS="${ROUNDS:-3}"
 log() { printf '[pg-floor] %s\n' "$*" >&2; }
 die() { printf '[pg-floor] error: %s\n' "$*" >&2; exit 1; }
 
-KAPSO_PG_STARTED_HERE=0
-if [ -f "$ROOT/scripts/lib.sh" ]; then
-  # shellcheck source=scripts/lib.sh
-  source "$ROOT/scripts/lib.sh"
-  kapso_install_packages
-  kapso_build kapso-ingest
-  kapso_database
-else
-  BINARY="${KAPSO_BUILD_DIR:-$ROOT/build}/kapso-ingest"
-  [ -n "${DATABASE_URL:-}" ] || die "no scripts/lib.sh: set DATABASE_URL"
-fi
+# Packages, kapso-ingest (for its migrations) and the database, as run.sh does.
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+kapso_install_packages
+kapso_build kapso-ingest
+kapso_database
 command -v psql >/dev/null 2>&1 || die "psql is needed"
 
 SCRATCH="kapso_pg_floor_$$"
