@@ -85,8 +85,8 @@ public:
                   a.body);
   }
 
-  // Answers every waiting request with `a`.
-  void fail_all(const http_answer& a) {
+  // Answers every waiting request with `a`; how many there were.
+  size_t fail_all(const http_answer& a) {
     std::vector<uint64_t> tickets;
     {
       std::lock_guard<std::mutex> guard{mutex_};
@@ -95,6 +95,7 @@ public:
     }
     for (auto ticket : tickets)
       complete(ticket, a);
+    return tickets.size();
   }
 
   size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
@@ -137,8 +138,8 @@ struct http_server::impl {
       // 503 (Kapso retries) instead of waiting for RESTinio to drop them.
       self->monitor(r);
       self->set_down_handler([w](caf::down_msg&) {
-        spdlog::error("the router stopped: answering every waiting delivery 503");
-        w->fail_all(answer_for(make_error(ingest_errc::unavailable)));
+        if (auto n = w->fail_all(answer_for(make_error(ingest_errc::unavailable))); n > 0)
+          spdlog::error("the router stopped: {} waiting deliveries answered 503", n);
       });
       return {
         [w](ingest_atom, uint64_t ticket, const delivery_result& result) {
