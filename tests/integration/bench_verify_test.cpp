@@ -1,10 +1,10 @@
 // kapso-bench --verify: passes on a correct inbox and names each kind of damage.
 #include "benchmarks/verify.hpp"
 
-#include <unistd.h>
+#include "tests/integration/harness.hpp"
+
 
 #include <algorithm>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -58,76 +58,25 @@ CREATE TABLE messages (
   status text);
 )";
 
-std::string admin_url() {
-  auto url = std::getenv("KAPSO_TEST_DATABASE_URL");
-  if (url == nullptr || *url == '\0')
-    BOOST_FAIL("KAPSO_TEST_DATABASE_URL is not set: run the integration tests through "
-               "scripts/test.sh, or export a superuser URL of a scratch PostgreSQL");
-  return url;
-}
-
-// The same server and credentials, another database.
-std::string with_database(const std::string& url, const std::string& name) {
-  auto scheme = url.find("://");
-  if (scheme == std::string::npos)
-    return url + " dbname=" + name; // keyword form: the last dbname wins
-  auto slash = url.find('/', scheme + 3);
-  auto query = url.find('?', scheme + 3);
-  auto authority_end = std::min(slash, query);
-  auto rest = query == std::string::npos ? std::string{} : url.substr(query);
-  return url.substr(0, authority_end) + "/" + name + rest;
-}
-
-// A database of its own per test case, dropped afterwards.
+// A scratch database of its own per test case, with the seed schema above
+// (no migrations: the verifier must not depend on them), dropped afterwards.
 class scratch_database {
 public:
-  scratch_database()
-    : admin_url_(admin_url()),
-      name_("kapso_bench_verify_" + std::to_string(::getpid()) + "_"
-            + std::to_string(++counter_)) {
-    admin([this](pqxx::nontransaction& tx) {
-      tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name_));
-      tx.exec("CREATE DATABASE " + tx.quote_name(name_));
-    });
-    db_ = std::make_unique<pqxx::connection>(with_database(admin_url_, name_));
-    pqxx::work tx{*db_};
-    tx.exec(scratch_schema);
-    tx.commit();
-  }
-
-  ~scratch_database() {
-    db_.reset();
-    try {
-      admin([this](pqxx::nontransaction& tx) {
-        tx.exec("DROP DATABASE IF EXISTS " + tx.quote_name(name_) + " WITH (FORCE)");
-      });
-    } catch (const std::exception& e) {
-      BOOST_TEST_MESSAGE("could not drop " << name_ << ": " << e.what());
-    }
+  scratch_database() : connection_(database_.url()) {
+    database_.exec_script(scratch_schema);
   }
 
   pqxx::connection& db() {
-    return *db_;
+    return connection_;
   }
 
   void exec(const std::string& sql) {
-    pqxx::work tx{*db_};
-    tx.exec(sql);
-    tx.commit();
+    database_.exec_script(sql);
   }
 
 private:
-  template <class F>
-  void admin(F&& f) {
-    pqxx::connection conn{admin_url_};
-    pqxx::nontransaction tx{conn};
-    f(tx);
-  }
-
-  static inline int counter_ = 0;
-  std::string admin_url_;
-  std::string name_;
-  std::unique_ptr<pqxx::connection> db_;
+  kapso_test::test_database database_{false};
+  pqxx::connection connection_; // closed before database_ drops the database
 };
 
 // Two workspaces, three conversations. Conversation 1 has a message whose

@@ -19,12 +19,7 @@ contacts_suite& suite() { return contacts_suite::current(); }
 
 void deliver(const workspace& ws, const std::string& id, int64_t timestamp,
              const std::string& phone, std::optional<std::string> name) {
-  kapso_message m;
-  m.id = id;
-  m.phone_number_id = ws.phone_number_id;
-  m.timestamp = timestamp;
-  m.text = "text of " + id;
-  m.phone = phone;
+  auto m = text_message(ws, id, timestamp, "text of " + id, phone);
   m.contact_name = std::move(name);
   auto client = suite().client();
   auto response = post_webhook(client, kapso_event(m).dump());

@@ -33,12 +33,9 @@ BOOST_AUTO_TEST_CASE(idle_stop_and_cap_keep_the_tables_right) {
   std::vector<std::string> bodies;
   for (int c = 0; c < conversations; ++c)
     for (int k = 0; k < per_conversation; ++k) {
-      kapso_message m;
-      m.id = "wamid.actor." + std::to_string(c) + "." + std::to_string(k);
-      m.phone_number_id = ws.phone_number_id;
-      m.phone = "+1555500000" + std::to_string(c);
-      m.timestamp = base + k;
-      m.text = "a " + std::to_string(c) + " " + std::to_string(k);
+      auto m = text_message(ws, "wamid.actor." + std::to_string(c) + "." + std::to_string(k),
+                            base + k, "a " + std::to_string(c) + " " + std::to_string(k),
+                            "+1555500000" + std::to_string(c));
       bodies.push_back(kapso_event(m).dump());
     }
   std::shuffle(bodies.begin(), bodies.end(), std::mt19937{42});

@@ -14,12 +14,7 @@ namespace {
 
 std::string event_body(const workspace& ws, const std::string& id, int64_t timestamp,
                        const std::string& text = "durable") {
-  kapso_message m;
-  m.id = id;
-  m.phone_number_id = ws.phone_number_id;
-  m.timestamp = timestamp;
-  m.text = text;
-  return kapso_event(m).dump();
+  return kapso_event(text_message(ws, id, timestamp, text)).dump();
 }
 
 int64_t rows_of_message(const test_database& db, const workspace& ws, const std::string& id) {

@@ -17,13 +17,7 @@ events_suite& suite() { return events_suite::current(); }
 
 kapso_message message(const workspace& ws, std::string id, int64_t timestamp, std::string text,
                       std::string phone = "+15551230001") {
-  kapso_message m;
-  m.id = std::move(id);
-  m.phone_number_id = ws.phone_number_id;
-  m.timestamp = timestamp;
-  m.text = std::move(text);
-  m.phone = std::move(phone);
-  return m;
+  return text_message(ws, std::move(id), timestamp, std::move(text), std::move(phone));
 }
 
 kapso_message outbound(const workspace& ws, std::string id, int64_t timestamp, std::string text,

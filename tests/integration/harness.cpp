@@ -683,6 +683,17 @@ http_response post_webhook(http_client& client, const std::string& body,
   return client.request("POST", webhook_path, headers, body);
 }
 
+kapso_message text_message(const workspace& ws, std::string id, int64_t timestamp,
+                           std::string text, std::string phone) {
+  kapso_message m;
+  m.id = std::move(id);
+  m.phone_number_id = ws.phone_number_id;
+  m.timestamp = timestamp;
+  m.text = std::move(text);
+  m.phone = std::move(phone);
+  return m;
+}
+
 json kapso_event(const kapso_message& m) {
   auto who = m.phone.empty() ? m.bsuid : m.phone;
   std::string whatsapp_conversation_id = "conv_";

@@ -284,6 +284,10 @@ struct kapso_message {
 
 json kapso_event(const kapso_message& message);
 
+// A text message from `phone` to workspace `ws`; other fields keep their defaults.
+kapso_message text_message(const workspace& ws, std::string id, int64_t timestamp,
+                           std::string text, std::string phone = "+15551234567");
+
 // {"type": ..., "batch": true, "data": events}
 json kapso_batch(const std::vector<json>& events,
                  const std::string& type = "whatsapp.message.received");

@@ -33,12 +33,9 @@ BOOST_AUTO_TEST_CASE(two_servers_same_deliveries_same_tables) {
   std::vector<delivery> deliveries;
   for (int c = 0; c < conversations; ++c)
     for (int k = 0; k < per_conversation; ++k) {
-      kapso_message m;
-      m.id = "wamid.multi." + std::to_string(c) + "." + std::to_string(k);
-      m.phone_number_id = ws.phone_number_id;
-      m.phone = "+1555400000" + std::to_string(c);
-      m.timestamp = base + k;
-      m.text = "m " + std::to_string(c) + " " + std::to_string(k);
+      auto m = text_message(ws, "wamid.multi." + std::to_string(c) + "." + std::to_string(k),
+                            base + k, "m " + std::to_string(c) + " " + std::to_string(k),
+                            "+1555400000" + std::to_string(c));
       m.contact_name = "Customer " + std::to_string(c);
       deliveries.push_back({c, k, kapso_event(m).dump()});
     }
