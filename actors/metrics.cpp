@@ -86,17 +86,17 @@ void metrics::count_request(std::string_view route, int status) {
     requests_.emplace(std::pair<std::string, int>{route, status}, 1);
 }
 
-void metrics::count_event(std::string_view type, write_outcome result) {
-  count_event(type, outcome_name(result));
+void metrics::count_event(std::string_view type, write_outcome result, uint64_t n) {
+  count_event(type, outcome_name(result), n);
 }
 
-void metrics::count_event(std::string_view type, std::string_view result) {
+void metrics::count_event(std::string_view type, std::string_view result, uint64_t n) {
   std::lock_guard<std::mutex> guard{mtx_};
   auto found = events_.find(std::pair<std::string_view, std::string_view>{type, result});
   if (found != events_.end())
-    ++found->second;
+    found->second += n;
   else
-    events_.emplace(std::pair<std::string, std::string>{type, result}, 1);
+    events_.emplace(std::pair<std::string, std::string>{type, result}, n);
 }
 
 std::string metrics::render() const {

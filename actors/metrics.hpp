@@ -34,8 +34,8 @@ public:
   static metrics& global();
 
   void count_request(std::string_view route, int status);
-  void count_event(std::string_view type, write_outcome result);
-  void count_event(std::string_view type, std::string_view result);
+  void count_event(std::string_view type, write_outcome result, uint64_t n = 1);
+  void count_event(std::string_view type, std::string_view result, uint64_t n = 1);
 
   histogram batch_size{{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000}};
   histogram commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,

@@ -89,28 +89,27 @@ struct tally {
   std::shared_ptr<delivery_job> job;
   delivery_result result;
   size_t remaining = 0;
-  caf::error failure;
+  bool failed = false; // an event was not written: the delivery is retried
 
   void add(write_outcome outcome) {
     switch (outcome) {
       case write_outcome::accepted: ++result.accepted; break;
       case write_outcome::duplicate: ++result.duplicates; break;
       case write_outcome::ignored: ++result.ignored; break;
-      case write_outcome::retry: fail(make_error(ingest_errc::unavailable)); return;
+      case write_outcome::retry: fail(); return;
     }
     done_one();
   }
 
-  void fail(caf::error err) {
-    if (!failure)
-      failure = std::move(err);
+  void fail() {
+    failed = true;
     done_one();
   }
 
   void done_one() {
     if (--remaining > 0)
       return;
-    if (failure)
+    if (failed)
       answer(self, *job, make_error(ingest_errc::unavailable));
     else
       answer(self, *job, result);
@@ -125,21 +124,29 @@ conversation_key key_for(const routed_event& r) {
   return {r.workspace_id, "msg:" + r.ev.message_id};
 }
 
-caf::actor target_for(router_actor* self, const conversation_key& key) {
+// Where an event goes: its conversation actor (spawned if needed), or at
+// the cap straight to the writer owning the conversation, which serialises
+// too.
+struct event_target {
+  caf::actor actor;
+  bool is_writer = false;
+};
+
+event_target target_for(router_actor* self, const conversation_key& key) {
   auto& st = self->state;
-  auto& writer = st.writers[writer_for(key, st.writers.size())];
   auto found = st.conversations.find(key);
   if (found != st.conversations.end())
-    return found->second;
+    return {found->second};
+  auto& writer = st.writers[writer_for(key, st.writers.size())];
   if (st.conversations.size() >= st.cfg.conversation_max)
-    return writer; // at the cap the writer, which serialises too, takes it
+    return {writer, true};
   // Monitored, not linked: a link puts every conversation in the router's
   // own attachable list, which each idle stop then walks (quadratic).
   auto actor = self->spawn(conversation, writer, st.cfg.conversation_idle);
   self->monitor(actor);
   st.key_of.emplace(actor.address(), key);
   st.conversations.emplace(key, actor);
-  return actor;
+  return {actor};
 }
 
 // Where an event comes from: its delivery and place in it, so a resend
@@ -159,10 +166,9 @@ routed_event routed(const event_source& src) {
 
 void send_event(router_actor* self, event_source src, std::shared_ptr<tally> t,
                 bool may_resend) {
-  auto& st = self->state;
   auto r = routed(src);
   auto key = key_for(r);
-  auto target = target_for(self, key);
+  auto [target, to_writer] = target_for(self, key);
   auto on_outcome = [=](write_outcome outcome) { t->add(outcome); };
   auto on_error = [=](caf::error& err) {
     // A conversation actor that stopped for idleness just before our
@@ -179,9 +185,9 @@ void send_event(router_actor* self, event_source src, std::shared_ptr<tally> t,
     }
     spdlog::warn("event {} not confirmed (delivery answered 503, Kapso retries): {}",
                  src.d->events[src.index].message_id, self->system().render(err));
-    t->fail(std::move(err));
+    t->fail();
   };
-  if (target == st.writers[writer_for(key, st.writers.size())])
+  if (to_writer)
     self->request(target, within_delivery_deadline, persist_atom::value, std::move(r))
       .then(on_outcome, on_error);
   else
@@ -244,8 +250,8 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
   t->self = self;
   t->job = job;
   t->result.ignored = d.malformed;
-  for (uint32_t i = 0; i < d.malformed; ++i)
-    metrics::global().count_event("malformed", write_outcome::ignored);
+  if (d.malformed > 0)
+    metrics::global().count_event("malformed", write_outcome::ignored, d.malformed);
   t->remaining = 1; // held until every event is sent
   auto now = self->clock().now();
   for (size_t i = 0; i < d.events.size(); ++i) {

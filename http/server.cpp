@@ -215,7 +215,6 @@ struct http_server::impl {
   }
 
   restinio::request_handling_status_t readiness(request_handle req) {
-    auto ready = std::make_shared<std::atomic<bool>>(false);
     sys.spawn([req, dir = directory, shutting = shutting_down.load()](caf::event_based_actor* self) {
       self->request(dir, std::chrono::seconds(3), readiness_atom::value)
         .then(
