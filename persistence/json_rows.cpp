@@ -53,12 +53,6 @@ json_rows& json_rows::field(std::string_view name, int64_t value) {
   return *this;
 }
 
-json_rows& json_rows::field(std::string_view name, bool value) {
-  key(name);
-  text_ += value ? "true" : "false";
-  return *this;
-}
-
 json_rows& json_rows::null_field(std::string_view name) {
   key(name);
   text_ += "null";

@@ -13,13 +13,11 @@ public:
   json_rows& row();                                  // starts the next object
   json_rows& field(std::string_view name, std::string_view value);
   json_rows& field(std::string_view name, int64_t value);
-  json_rows& field(std::string_view name, bool value);
   json_rows& null_field(std::string_view name);
   // `json` must already be valid JSON text (e.g. a metadata object).
   json_rows& raw_field(std::string_view name, std::string_view json);
 
   bool empty() const noexcept { return rows_ == 0; }
-  size_t size() const noexcept { return rows_; }
   std::string str() const; // the array text
 
 private:

@@ -224,6 +224,4 @@ const char* const apply_all_pending_statuses =
 
 #undef KAPSO_APPLY_PENDING_TAIL
 
-const char* const ping = "SELECT 1";
-
 } // namespace kapso::sql

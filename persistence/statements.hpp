@@ -30,6 +30,5 @@ extern const char* const apply_pending_statuses;  // $1 json [(workspace_id, kap
 extern const char* const apply_all_pending_statuses;
 
 // -- health ------------------------------------------------------------------------
-extern const char* const ping;
 
 } // namespace kapso::sql

@@ -51,6 +51,18 @@ bool is_message(event_kind kind) {
 
 using pair_key = std::pair<std::string, std::string>;
 
+// One (workspace_id, kapso_message_id, status, error) row of a status statement.
+void add_status_row(json_rows& rows, const pair_key& key, const event& ev) {
+  auto& row = rows.row()
+                .field("workspace_id", key.first)
+                .field("kapso_message_id", key.second)
+                .field("status", ev.status);
+  if (ev.status_error_json.empty())
+    row.null_field("error");
+  else
+    row.raw_field("error", ev.status_error_json);
+}
+
 struct contact_row {
   std::string name;
   std::string bsuid;
@@ -120,10 +132,6 @@ void inbox_store::disconnect() noexcept {
   conn_.reset();
 }
 
-bool inbox_store::connected() const noexcept {
-  return conn_ && conn_->is_open();
-}
-
 void inbox_store::prepare_statements() {
   auto& c = *conn_;
   c.prepare(find_contacts_by_bsuid_stmt, sql::find_contacts_by_bsuid);
@@ -150,7 +158,7 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   std::vector<std::string> keys(events.size());
   std::vector<const known_conversation*> known(events.size(), nullptr);
   bool all_known = true;
-  bool simple = true; // inbound/outbound messages only, nothing else to do
+  bool simple = true; // inbound messages of known conversations only
   for (size_t i = 0; i < events.size(); ++i) {
     const auto& r = events[i];
     keys[i] = r.ev.contact_key;
@@ -179,8 +187,7 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   else
     txn = std::make_unique<pqxx::work>(*conn_);
 
-  std::map<pair_key, std::string> conversation_ids; // (ws, key) -> conversation id
-  std::map<pair_key, known_conversation> learned;   // cached after commit
+  std::map<pair_key, known_conversation> learned; // (ws, key): cached after commit
   if (!all_known) {
     // 1. A customer known only by a business-scoped id is looked up under
     //    the phone it was linked to.
@@ -255,25 +262,24 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
         entry.named = row[3].as<bool>();
         conversations.row().field("workspace_id", key.first).field("contact_id", id);
       }
-      txn->exec_prepared(insert_conversations_stmt, conversations.str());
-      for (const auto& row : txn->exec_prepared(select_conversations_stmt, conversations.str())) {
+      auto conversation_rows = conversations.str();
+      txn->exec_prepared(insert_conversations_stmt, conversation_rows);
+      for (const auto& row : txn->exec_prepared(select_conversations_stmt, conversation_rows)) {
         auto ws = row[1].as<std::string>();
         auto found = key_by_contact.find({ws, row[2].as<std::string>()});
         if (found == key_by_contact.end())
           continue;
-        auto id = row[0].as<std::string>();
-        conversation_ids[{ws, found->second}] = id;
-        learned[{ws, found->second}].conversation_id = id;
+        learned[{ws, found->second}].conversation_id = row[0].as<std::string>();
       }
     }
   }
   auto conversation_of = [&](size_t i) -> const std::string& {
     if (known[i] != nullptr)
       return known[i]->conversation_id;
-    auto found = conversation_ids.find({events[i].workspace_id, keys[i]});
-    if (found == conversation_ids.end())
+    auto found = learned.find({events[i].workspace_id, keys[i]});
+    if (found == learned.end() || found->second.conversation_id.empty())
       throw std::runtime_error("conversation missing after upsert");
-    return found->second;
+    return found->second.conversation_id;
   };
 
   // 3. Messages with their conversations' inbox metadata: the first
@@ -339,14 +345,7 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   if (!best_status.empty()) {
     json_rows statuses;
     for (const auto& [key, i] : best_status) {
-      auto& row = statuses.row()
-                    .field("workspace_id", key.first)
-                    .field("kapso_message_id", key.second)
-                    .field("status", events[i].ev.status);
-      if (events[i].ev.status_error_json.empty())
-        row.null_field("error");
-      else
-        row.raw_field("error", events[i].ev.status_error_json);
+      add_status_row(statuses, key, events[i].ev);
     }
     std::set<pair_key> stale;
     std::set<pair_key> missing;
@@ -370,14 +369,7 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
       if (stale.count(key) != 0) {
         result.outcomes[i] = write_outcome::duplicate;
       } else if (missing.count(key) != 0) {
-        auto& row = pending.row()
-                      .field("workspace_id", key.first)
-                      .field("kapso_message_id", key.second)
-                      .field("status", r.ev.status);
-        if (r.ev.status_error_json.empty())
-          row.null_field("error");
-        else
-          row.raw_field("error", r.ev.status_error_json);
+        add_status_row(pending, key, r.ev);
       }
     }
     if (!pending.empty())

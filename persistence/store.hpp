@@ -46,7 +46,6 @@ public:
   // Opens the connection if needed (throws pqxx::broken_connection).
   void ensure_connected();
   void disconnect() noexcept;
-  bool connected() const noexcept;
 
   // Writes all events in one transaction; idempotent and commutative.
   // Throws on any database failure (nothing is committed then).
