@@ -35,7 +35,7 @@ SCRATCH_URL="$(printf '%s' "$DATABASE_URL" | sed -E "s#/[^/?]*([?].*)?\$#/$SCRAT
 
 cleanup() {
   psql "$ADMIN_URL" -qXc "DROP DATABASE IF EXISTS $SCRATCH" >/dev/null 2>&1 || true
-  if [ "$KAPSO_PG_STARTED_HERE" = 1 ]; then kapso_pg_stop || true; fi
+  kapso_pg_stop_if_started
 }
 trap cleanup EXIT
 

@@ -4,10 +4,9 @@
 #   benchmarks/run_scenarios.sh            # 60 s per scenario
 #   DURATION=10 benchmarks/run_scenarios.sh
 #
-# With scripts/lib.sh (the normal case) it installs missing packages, builds
-# kapso-ingest, kapso-bench and trivial-server into $ROOT/build and starts the
-# private PostgreSQL. Without it, it expects DATABASE_URL and the binaries in
-# ${KAPSO_BUILD_DIR:-$ROOT/build}.
+# Through scripts/lib.sh it installs missing packages, builds kapso-ingest,
+# kapso-bench and trivial-server into ${KAPSO_BUILD_DIR:-$ROOT/build} and starts
+# the private PostgreSQL unless DATABASE_URL is set.
 #
 # Environment: DURATION (s per scenario, 60), CEILING_DURATION (s, 10),
 # WARMUP (s, 2), CONNECTIONS (64), SERVER_PORT (18081), CEILING_PORT (18080),
@@ -30,18 +29,11 @@ die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 # -- packages, build, database ---------------------------------------------------
 
-KAPSO_PG_STARTED_HERE=0
-if [ -f "$ROOT/scripts/lib.sh" ]; then
-  # shellcheck source=scripts/lib.sh
-  source "$ROOT/scripts/lib.sh"
-  kapso_install_packages
-  kapso_build kapso-ingest kapso-bench trivial-server
-  kapso_database
-else
-  BUILD_DIR="${KAPSO_BUILD_DIR:-$ROOT/build}"
-  BINARY="$BUILD_DIR/kapso-ingest"
-  [ -n "${DATABASE_URL:-}" ] || die "no scripts/lib.sh: set DATABASE_URL"
-fi
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+kapso_install_packages
+kapso_build kapso-ingest kapso-bench trivial-server
+kapso_database
 BENCH="$BUILD_DIR/kapso-bench"
 TRIVIAL="$BUILD_DIR/trivial-server"
 for tool in "$BINARY" "$BENCH" "$TRIVIAL"; do
@@ -68,17 +60,15 @@ stop_pid() {
 cleanup() {
   local pid
   for pid in "${STARTED_PIDS[@]}"; do stop_pid "$pid"; done
-  if [ "$KAPSO_PG_STARTED_HERE" = 1 ]; then kapso_pg_stop || true; fi
+  kapso_pg_stop_if_started
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
 wait_for_port() {
   local port="$1" pid="$2"
   for _ in $(seq 1 100); do
-    port_busy "$port" && return 0
+    kapso_port_busy "$port" && return 0
     kill -0 "$pid" 2>/dev/null || return 1
     sleep 0.1
   done
@@ -98,7 +88,7 @@ bench() {
 
 # -- 1. the ceiling: same harness, a server that does nothing -------------------------
 
-port_busy "$CEILING_PORT" && die "port $CEILING_PORT is in use (set CEILING_PORT)"
+kapso_port_busy "$CEILING_PORT" && die "port $CEILING_PORT is in use (set CEILING_PORT)"
 "$TRIVIAL" --port "$CEILING_PORT" >"$RESULTS_DIR/trivial-server.log" 2>&1 &
 TRIVIAL_PID=$!
 STARTED_PIDS+=("$TRIVIAL_PID")
@@ -122,7 +112,7 @@ log "migrating"
 "$BINARY" migrate >"$RESULTS_DIR/migrate.log" 2>&1 \
   || { cat "$RESULTS_DIR/migrate.log" >&2; die "migration failed"; }
 
-port_busy "$SERVER_PORT" && die "port $SERVER_PORT is in use (set SERVER_PORT)"
+kapso_port_busy "$SERVER_PORT" && die "port $SERVER_PORT is in use (set SERVER_PORT)"
 mkdir -p "$RESULTS_DIR/server"
 # shellcheck disable=SC2086  # SERVER_ARGS is a list of flags
 (cd "$RESULTS_DIR/server" && exec "$BINARY" --http.host=127.0.0.1 \

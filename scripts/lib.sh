@@ -278,6 +278,12 @@ kapso_pg_start() {
   kapso_log "DATABASE_URL=$DATABASE_URL"
 }
 
+# Stops the private cluster if this process started it (for EXIT traps: a
+# cluster started by run.sh keeps running).
+kapso_pg_stop_if_started() {
+  if [ "$KAPSO_PG_STARTED_HERE" = 1 ]; then kapso_pg_stop || true; fi
+}
+
 # Stops the private cluster if it runs; a no-op otherwise.
 kapso_pg_stop() {
   local bin

@@ -17,7 +17,7 @@ kapso_install_packages
 # shellcheck disable=SC2119
 kapso_build
 # Stop the cluster afterwards only if this run started it (run.sh's one keeps running).
-trap 'if [ "$KAPSO_PG_STARTED_HERE" = 1 ]; then kapso_pg_stop || true; fi' EXIT
+trap kapso_pg_stop_if_started EXIT
 kapso_database
 
 export KAPSO_TEST_DATABASE_URL="$DATABASE_URL"
