@@ -17,9 +17,13 @@ namespace {
 
 using namespace kapso;
 
-int run_migrate(const settings& cfg) {
+std::vector<std::string> apply_migrations(const settings& cfg) {
   inbox_store store{cfg.database_url, std::chrono::minutes(10)};
-  auto applied = store.migrate();
+  return store.migrate();
+}
+
+int run_migrate(const settings& cfg) {
+  auto applied = apply_migrations(cfg);
   if (applied.empty())
     std::cout << "schema is up to date\n";
   for (const auto& name : applied)
@@ -40,8 +44,7 @@ int run_register(const settings& cfg, const workspace_registration& ws) {
 int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& signals) {
   if (cfg.migrate_on_start) {
     try {
-      inbox_store store{cfg.database_url, std::chrono::minutes(10)};
-      for (const auto& name : store.migrate())
+      for (const auto& name : apply_migrations(cfg))
         spdlog::info("applied migration {}", name);
     } catch (const std::exception& e) {
       spdlog::error("migrations not applied (database unreachable?): {}", e.what());

@@ -99,28 +99,28 @@ std::string ingest_config::finish() {
   v.database_url = v.database_url.empty() ? env_or("DATABASE_URL", "") : v.database_url;
   v.webhook_secrets = split_secrets(secrets_.empty() ? env_or("KAPSO_WEBHOOK_SECRET", "") : secrets_);
   v.verify_token = v.verify_token.empty() ? env_or("KAPSO_VERIFY_TOKEN", "") : v.verify_token;
-  const std::pair<const char*, std::string> checks[] = {
-    {"security.allow-unsigned", parse_flag("security.allow-unsigned", allow_unsigned_, v.allow_unsigned)},
-    {"persistence.migrate-on-start", parse_flag("persistence.migrate-on-start", migrate_on_start_, v.migrate_on_start)},
-    {"http.port", check_range("http.port", port_, 0, 65535)},
-    {"http.threads", check_range("http.threads", http_threads_, 1, 64)},
-    {"http.body-limit", check_range("http.body-limit", body_limit_, 64, 256ll << 20)},
-    {"http.max-in-flight", check_range("http.max-in-flight", max_in_flight_, 1, 1000000)},
-    {"http.request-timeout-ms", check_range("http.request-timeout-ms", request_timeout_ms_, 100, 9500)},
-    {"router.timeout-ms", check_range("router.timeout-ms", actor_timeout_ms_, 50, 9000)},
-    {"router.workspace-cache-ttl-ms", check_range("router.workspace-cache-ttl-ms", cache_ttl_ms_, 0, 1000)},
-    {"router.unknown-log-period-ms", check_range("router.unknown-log-period-ms", unknown_log_period_ms_, 0, 86400000)},
-    {"conversation.idle-ms", check_range("conversation.idle-ms", idle_ms_, 10, 86400000)},
-    {"conversation.max", check_range("conversation.max", conversation_max_, 0, 10000000)},
-    {"persistence.writers", check_range("persistence.writers", writers_, 1, 64)},
-    {"persistence.batch-max", check_range("persistence.batch-max", batch_max_, 1, 100000)},
-    {"persistence.flush-interval-ms", check_range("persistence.flush-interval-ms", flush_interval_ms_, 0, 1000)},
-    {"persistence.statement-timeout-ms", check_range("persistence.statement-timeout-ms", statement_timeout_ms_, 10, 60000)},
-    {"persistence.commit-timeout-ms", check_range("persistence.commit-timeout-ms", commit_timeout_ms_, 10, 60000)},
-    {"spool.max-bytes", check_range("spool.max-bytes", spool_max_bytes_, 0, 1ll << 50)},
-    {"spool.replay-interval-ms", check_range("spool.replay-interval-ms", spool_replay_ms_, 10, 3600000)},
+  const std::string complaints[] = {
+    parse_flag("security.allow-unsigned", allow_unsigned_, v.allow_unsigned),
+    parse_flag("persistence.migrate-on-start", migrate_on_start_, v.migrate_on_start),
+    check_range("http.port", port_, 0, 65535),
+    check_range("http.threads", http_threads_, 1, 64),
+    check_range("http.body-limit", body_limit_, 64, 256ll << 20),
+    check_range("http.max-in-flight", max_in_flight_, 1, 1000000),
+    check_range("http.request-timeout-ms", request_timeout_ms_, 100, 9500),
+    check_range("router.timeout-ms", actor_timeout_ms_, 50, 9000),
+    check_range("router.workspace-cache-ttl-ms", cache_ttl_ms_, 0, 1000),
+    check_range("router.unknown-log-period-ms", unknown_log_period_ms_, 0, 86400000),
+    check_range("conversation.idle-ms", idle_ms_, 10, 86400000),
+    check_range("conversation.max", conversation_max_, 0, 10000000),
+    check_range("persistence.writers", writers_, 1, 64),
+    check_range("persistence.batch-max", batch_max_, 1, 100000),
+    check_range("persistence.flush-interval-ms", flush_interval_ms_, 0, 1000),
+    check_range("persistence.statement-timeout-ms", statement_timeout_ms_, 10, 60000),
+    check_range("persistence.commit-timeout-ms", commit_timeout_ms_, 10, 60000),
+    check_range("spool.max-bytes", spool_max_bytes_, 0, 1ll << 50),
+    check_range("spool.replay-interval-ms", spool_replay_ms_, 10, 3600000),
   };
-  for (const auto& [name, complaint] : checks)
+  for (const auto& complaint : complaints)
     if (!complaint.empty())
       return complaint;
   // Timeouts must nest so that an inner failure is reported before the

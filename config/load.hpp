@@ -33,27 +33,29 @@ public:
   workspace_registration workspace;
 
 private:
-  // Raw option storage bound to CAF's parser; converted by finish().
+  // Raw option storage bound to CAF's parser; converted by finish(). The
+  // defaults are settings{}'s, so they are written in one place.
+  static inline const settings defaults_{};
   std::string secrets_;
-  std::string allow_unsigned_ = "false";
-  std::string migrate_on_start_ = "true";
-  int64_t port_ = 8080;
-  int64_t http_threads_ = 1;
-  int64_t body_limit_ = 1024 * 1024;
-  int64_t max_in_flight_ = 4096;
-  int64_t request_timeout_ms_ = 8000;
-  int64_t actor_timeout_ms_ = 6000;
-  int64_t cache_ttl_ms_ = 500;
-  int64_t unknown_log_period_ms_ = 60000;
-  int64_t idle_ms_ = 5000;
-  int64_t conversation_max_ = 20000;
-  int64_t writers_ = 2;
-  int64_t batch_max_ = 500;
-  int64_t flush_interval_ms_ = 0;
-  int64_t statement_timeout_ms_ = 2000;
-  int64_t commit_timeout_ms_ = 3000;
-  int64_t spool_max_bytes_ = 1024ll * 1024 * 1024;
-  int64_t spool_replay_ms_ = 1000;
+  std::string allow_unsigned_ = defaults_.allow_unsigned ? "true" : "false";
+  std::string migrate_on_start_ = defaults_.migrate_on_start ? "true" : "false";
+  int64_t port_ = defaults_.port;
+  int64_t http_threads_ = static_cast<int64_t>(defaults_.http_threads);
+  int64_t body_limit_ = static_cast<int64_t>(defaults_.body_limit);
+  int64_t max_in_flight_ = static_cast<int64_t>(defaults_.max_in_flight);
+  int64_t request_timeout_ms_ = defaults_.request_timeout.count();
+  int64_t actor_timeout_ms_ = defaults_.actor_timeout.count();
+  int64_t cache_ttl_ms_ = defaults_.workspace_cache_ttl.count();
+  int64_t unknown_log_period_ms_ = defaults_.unknown_log_period.count();
+  int64_t idle_ms_ = defaults_.conversation_idle.count();
+  int64_t conversation_max_ = static_cast<int64_t>(defaults_.conversation_max);
+  int64_t writers_ = static_cast<int64_t>(defaults_.writers);
+  int64_t batch_max_ = static_cast<int64_t>(defaults_.batch_max);
+  int64_t flush_interval_ms_ = defaults_.flush_interval.count();
+  int64_t statement_timeout_ms_ = defaults_.statement_timeout.count();
+  int64_t commit_timeout_ms_ = defaults_.commit_timeout.count();
+  int64_t spool_max_bytes_ = static_cast<int64_t>(defaults_.spool_max_bytes);
+  int64_t spool_replay_ms_ = defaults_.spool_replay_interval.count();
 };
 
 } // namespace kapso
