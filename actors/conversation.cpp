@@ -55,12 +55,11 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
         }
         auto waiting = st.in_flight.find(message_id);
         if (waiting != st.in_flight.end()) {
-          waiting->second.push_back(rp);
+          waiting->second.copies.push_back(rp);
           return rp;
         }
-        st.in_flight.emplace(message_id, std::vector<caf::typed_response_promise<write_outcome>>{});
+        st.in_flight.emplace(message_id, conversation_state::pending_message{ev.ev.event_type, {}});
       }
-      auto type = ev.ev.event_type;
       ++st.outstanding;
       self->request(st.writer, within_delivery_deadline, persist_atom::value, std::move(ev))
         .then(
@@ -76,9 +75,9 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
               // The copies are retries of a message that is now stored.
               auto copy_outcome = outcome == write_outcome::accepted ? write_outcome::duplicate
                                                                      : outcome;
-              for (auto& copy : copies->second) {
+              for (auto& copy : copies->second.copies) {
                 if (copy_outcome != write_outcome::retry)
-                  metrics::global().count_event(type, copy_outcome);
+                  metrics::global().count_event(copies->second.event_type, copy_outcome);
                 copy.deliver(copy_outcome);
               }
               st.in_flight.erase(copies);
@@ -95,7 +94,7 @@ caf::behavior conversation(conversation_actor* self, caf::actor writer,
               return;
             auto copies = st.in_flight.find(message_id);
             if (copies != st.in_flight.end()) {
-              for (auto& copy : copies->second)
+              for (auto& copy : copies->second.copies)
                 copy.deliver(err);
               st.in_flight.erase(copies);
             }

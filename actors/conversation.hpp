@@ -17,8 +17,11 @@ namespace kapso {
 struct conversation_state {
   caf::actor writer;
   // Messages on their way to the database: later copies wait for the first.
-  std::unordered_map<std::string, std::vector<caf::typed_response_promise<write_outcome>>>
-    in_flight;
+  struct pending_message {
+    std::string event_type; // for counting the copies
+    std::vector<caf::typed_response_promise<write_outcome>> copies;
+  };
+  std::unordered_map<std::string, pending_message> in_flight; // by message id
   // Recently committed message ids: a retry is answered without a query.
   std::unordered_set<std::string> recent;
   std::deque<std::string> recent_order;

@@ -109,10 +109,14 @@ void schedule_replay(writer_actor* self) {
   self->delayed_send(self, st.cfg.spool_replay_interval, replay_atom::value);
 }
 
-void update_spool_gauges(writer_actor* self, int64_t bytes_before, int64_t records_before) {
-  auto& sp = *self->state.outage_spool;
-  metrics::global().spool_bytes += static_cast<int64_t>(sp.bytes()) - bytes_before;
-  metrics::global().spool_records += static_cast<int64_t>(sp.records()) - records_before;
+// Brings the process-wide spool gauges in line with this writer's spool.
+void sync_spool_gauges(persistence_state& st) {
+  auto bytes = static_cast<int64_t>(st.outage_spool->bytes());
+  auto records = static_cast<int64_t>(st.outage_spool->records());
+  metrics::global().spool_bytes += bytes - st.reported_spool_bytes;
+  metrics::global().spool_records += records - st.reported_spool_records;
+  st.reported_spool_bytes = bytes;
+  st.reported_spool_records = records;
 }
 
 // Replays the spool in order; true when it is empty afterwards.
@@ -120,8 +124,6 @@ bool replay(writer_actor* self) {
   auto& st = self->state;
   if (!st.outage_spool || st.outage_spool->empty())
     return true;
-  auto bytes = static_cast<int64_t>(st.outage_spool->bytes());
-  auto records = static_cast<int64_t>(st.outage_spool->records());
   try {
     size_t events = 0;
     for (const auto& batch : st.outage_spool->read_all()) {
@@ -129,7 +131,7 @@ bool replay(writer_actor* self) {
       events += batch.size();
     }
     st.outage_spool->clear();
-    update_spool_gauges(self, bytes, records);
+    sync_spool_gauges(st);
     metrics::global().replayed_events_total += events;
     st.db_down = false;
     spdlog::info("writer {}: replayed {} spooled events into PostgreSQL", st.index, events);
@@ -170,10 +172,8 @@ void commit_now(writer_actor* self) {
   }
   // PostgreSQL is away: the spool keeps the batch durably, or we refuse it.
   if (st.outage_spool) {
-    auto bytes = static_cast<int64_t>(st.outage_spool->bytes());
-    auto records = static_cast<int64_t>(st.outage_spool->records());
     if (st.outage_spool->append(batch)) {
-      update_spool_gauges(self, bytes, records);
+      sync_spool_gauges(st);
       metrics::global().spooled_events_total += batch.size();
       schedule_replay(self);
       finish(std::vector<write_outcome>(batch.size(), write_outcome::accepted), waiting, batch);
@@ -228,8 +228,7 @@ caf::behavior persistence_writer(writer_actor* self, settings cfg, size_t index)
     st.outage_spool = std::make_unique<spool>(file.string(),
                                               st.cfg.spool_max_bytes / st.cfg.writers);
     adopt_orphan_spools(st, dir);
-    metrics::global().spool_bytes += static_cast<int64_t>(st.outage_spool->bytes());
-    metrics::global().spool_records += static_cast<int64_t>(st.outage_spool->records());
+    sync_spool_gauges(st);
     if (!st.outage_spool->empty()) {
       spdlog::info("writer {}: {} spooled batches to replay", index, st.outage_spool->records());
       self->send(self, replay_atom::value);

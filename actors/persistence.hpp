@@ -28,6 +28,8 @@ struct persistence_state {
   bool db_down = false;                     // last attempt found PostgreSQL away
   std::chrono::steady_clock::time_point db_down_since;
   bool replay_scheduled = false;
+  int64_t reported_spool_bytes = 0;         // this spool's share of the gauges
+  int64_t reported_spool_records = 0;
 
   persistence_state();
   ~persistence_state();
