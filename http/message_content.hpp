@@ -6,10 +6,9 @@
 #include <nlohmann/json.hpp>
 #include <simdjson.h>
 
-namespace kapso {
+#include "http/preview.hpp"
 
-// Maximum preview length in code points (conversations.last_message_preview).
-constexpr size_t preview_chars = 100;
+namespace kapso {
 
 struct message_content {
   std::string type;      // message.type, "text" when absent

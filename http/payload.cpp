@@ -151,23 +151,24 @@ void set_message(event& ev, const element& message, const json& extra) {
   ev.metadata_json = compact(content.metadata);
 }
 
-// Kapso puts a failed message's error in one of three places.
-std::string kapso_error(const element& message) {
+// Kapso puts a failed message's error in one of three places; null when
+// there is none.
+json kapso_error(const element& message) {
   auto kapso = object_at(message, "kapso");
   if (auto error = value_at(kapso, "error")) {
     if (holds(error, element_type::OBJECT) || holds(error, element_type::ARRAY))
-      return compact(*error);
+      return to_json(*error);
     if (holds(error, element_type::STRING))
-      return compact(json{{"message", text_of(error)}});
+      return json{{"message", text_of(error)}};
   }
   if (auto errors = array_at(message, "errors"); size_of(errors) > 0)
-    return compact(*errors);
+    return to_json(*errors);
   // The newest status carrying errors is the one that failed.
   auto statuses = elements_of(array_at(kapso, "statuses"));
   for (auto i = statuses.rbegin(); i != statuses.rend(); ++i)
     if (auto errors = array_at(*i, "errors"); size_of(errors) > 0)
-      return compact(*errors);
-  return {};
+      return to_json(*errors);
+  return nullptr;
 }
 
 // Reads one Kapso v2 event object (the whole body, or one batch element).
@@ -246,9 +247,10 @@ std::string read_kapso_event(const element& obj, std::string type,
       ev.status = status;
     else
       ev.status = is_delivery_status(kapso_status) ? kapso_status : std::string{"sent"};
-    if (ev.status == "failed")
-      ev.status_error_json = kapso_error(*message);
   }
+  json error = ev.status == "failed" ? kapso_error(*message) : json{};
+  if (!error.is_null())
+    ev.status_error_json = compact(error);
   json extra = json::object();
   if (!ev.whatsapp_conversation_id.empty())
     extra["whatsapp_conversation_id"] = ev.whatsapp_conversation_id;
@@ -256,8 +258,8 @@ std::string read_kapso_event(const element& obj, std::string type,
     extra["origin"] = origin;
   // A message first seen already failed keeps its error where a failed
   // status would have put it.
-  if (kind == event_kind::message_sent && !ev.status_error_json.empty())
-    extra["error"] = json::parse(ev.status_error_json);
+  if (kind == event_kind::message_sent && !error.is_null())
+    extra["error"] = std::move(error);
   set_message(ev, *message, extra);
   return {};
 }
