@@ -11,19 +11,26 @@ void append_quoted(std::string& out, const std::string& text) {
   out += '"';
 }
 
-} // namespace
-
-void append_kapso_event(std::string& out, const message_fields& msg) {
-  auto ts = std::to_string(msg.timestamp);
-  out += R"({"message":{"from":)";
+// The WhatsApp text message object both forms share, without its closing
+// brace: {"from":..,"id":..,"timestamp":..,"type":"text","text":{"body":..}
+void append_text_message(std::string& out, const message_fields& msg) {
+  out += R"({"from":)";
   append_quoted(out, msg.customer_digits);
   out += R"(,"id":)";
   append_quoted(out, msg.message_id);
   out += R"(,"timestamp":)";
-  append_quoted(out, ts);
+  append_quoted(out, std::to_string(msg.timestamp));
   out += R"(,"type":"text","text":{"body":)";
   append_quoted(out, msg.text);
-  out += R"(},"kapso":{"direction":"inbound","status":"received",)"
+  out += '}';
+}
+
+} // namespace
+
+void append_kapso_event(std::string& out, const message_fields& msg) {
+  out += R"({"message":)";
+  append_text_message(out, msg);
+  out += R"(,"kapso":{"direction":"inbound","status":"received",)"
          R"("origin":"cloud_api","whatsapp_conversation_id":)";
   append_quoted(out, msg.kapso_conversation_id);
   out += R"(,"content":)";
@@ -54,7 +61,6 @@ void append_batch_tail(std::string& out) {
 }
 
 void append_meta_forward(std::string& out, const message_fields& msg) {
-  auto ts = std::to_string(msg.timestamp);
   out += R"({"object":"whatsapp_business_account","entry":[{"id":)";
   append_quoted(out, "waba-" + msg.phone_number_id);
   out += R"(,"changes":[{"field":"messages","value":{"messaging_product":"whatsapp",)"
@@ -66,15 +72,9 @@ void append_meta_forward(std::string& out, const message_fields& msg) {
   append_quoted(out, msg.customer_digits);
   out += R"(,"profile":{"name":)";
   append_quoted(out, msg.contact_name);
-  out += R"(}}],"messages":[{"from":)";
-  append_quoted(out, msg.customer_digits);
-  out += R"(,"id":)";
-  append_quoted(out, msg.message_id);
-  out += R"(,"timestamp":)";
-  append_quoted(out, ts);
-  out += R"(,"type":"text","text":{"body":)";
-  append_quoted(out, msg.text);
-  out += "}}]}}]}]}";
+  out += R"(}}],"messages":[)";
+  append_text_message(out, msg);
+  out += "}]}}]}]}";
 }
 
 } // namespace kapso::bench
