@@ -76,7 +76,11 @@ kapso_build() {
   if [ ! -f "$BUILD_DIR/CMakeCache.txt" ] \
       || { [ ! -f "$BUILD_DIR/Makefile" ] && [ ! -f "$BUILD_DIR/build.ninja" ]; }; then
     kapso_log "configuring $BUILD_DIR (${CMAKE_BUILD_TYPE:-RelWithDebInfo})"
-    cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}"
+    local launcher=()
+    # ccache, when a developer has it, makes rebuilds in several checkouts cheap.
+    if command -v ccache >/dev/null 2>&1; then launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache); fi
+    cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE="${CMAKE_BUILD_TYPE:-RelWithDebInfo}" \
+      "${launcher[@]}"
   fi
   local jobs="${BUILD_JOBS:-$(nproc)}"
   if [ "${#targets[@]}" -gt 0 ]; then
