@@ -18,8 +18,7 @@ namespace {
 using namespace kapso;
 
 std::vector<std::string> apply_migrations(const settings& cfg) {
-  inbox_store store{cfg.database_url, std::chrono::minutes(10)};
-  return store.migrate();
+  return migrate_database(cfg.database_url);
 }
 
 int run_migrate(const settings& cfg) {
@@ -36,8 +35,9 @@ int run_register(const settings& cfg, const workspace_registration& ws) {
     std::cerr << "invalid configuration: workspace.phone-number-id is required\n";
     return 2;
   }
-  inbox_store store{cfg.database_url, std::chrono::seconds(30)};
-  std::cout << store.register_workspace(ws.name, ws.slug, ws.phone_number_id, ws.secret) << "\n";
+  std::cout << register_workspace(cfg.database_url, ws.name, ws.slug, ws.phone_number_id,
+                                  ws.secret)
+            << "\n";
   return 0;
 }
 

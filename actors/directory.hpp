@@ -2,6 +2,7 @@
 // own database connection, so the router never blocks.
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include <caf/all.hpp>
@@ -14,7 +15,9 @@ namespace kapso {
 class inbox_store;
 
 struct directory_state {
+  settings cfg;
   std::unique_ptr<inbox_store> store;
+  std::chrono::steady_clock::time_point failed_at; // last failed call; {} = none
   directory_state();
   ~directory_state();
 };

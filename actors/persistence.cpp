@@ -36,24 +36,39 @@ void finish(const std::vector<write_outcome>& outcomes,
   }
 }
 
-// Commits `batch`, retrying conflicts and isolating events the database
-// rejects. Throws only when the database is unavailable.
+// Conflicts (deadlock, serialization failure) between writers or instances
+// are retried this often within the deadline before the batch counts as
+// not storable now (spooled or 503, never ignored).
+constexpr int max_conflict_retries = 8;
+
+// The batch could not be stored for a reason of the database's own: the
+// caller spools it or answers 503.
+class database_unavailable : public std::runtime_error {
+public:
+  using std::runtime_error::runtime_error;
+};
+
+// Commits `batch` before `deadline`, retrying conflicts and isolating events
+// whose own data the database rejects (ignored, logged). Throws
+// database_unavailable for everything else.
 std::vector<write_outcome> commit_with_retries(writer_actor* self,
-                                               const std::vector<routed_event>& batch) {
+                                               const std::vector<routed_event>& batch,
+                                               pg_deadline deadline) {
   auto& st = self->state;
-  auto deadline = clock_type::now() + st.cfg.commit_timeout;
+  bool ids_forgotten = false;
   for (int attempt = 0;; ++attempt) {
     try {
       auto started = clock_type::now();
-      auto result = st.store->commit_batch(batch);
+      auto result = st.store->commit_batch(batch, deadline);
       metrics::global().commit_seconds.observe(
         std::chrono::duration<double>(clock_type::now() - started).count());
       metrics::global().batch_size.observe(static_cast<double>(batch.size()));
       if (!result.pending.empty()) {
         // A message committed by another writer while this transaction ran
-        // is not seen by it: look again now that both are committed.
+        // is not seen by it: look again now that both are committed (the
+        // periodic sweep catches what this misses).
         try {
-          st.store->apply_pending(result.pending);
+          st.store->apply_pending(result.pending, deadline);
         } catch (const std::exception& e) {
           spdlog::warn("writer {}: re-applying pending statuses failed: {}", st.index, e.what());
         }
@@ -62,32 +77,32 @@ std::vector<write_outcome> commit_with_retries(writer_actor* self,
     } catch (const std::exception& e) {
       metrics::global().commit_failures_total++;
       auto kind = classify_failure(e);
-      if (kind == failure_kind::conflict && clock_type::now() < deadline && attempt < 8) {
-        spdlog::debug("writer {}: conflict, retrying batch of {}: {}", st.index, batch.size(), e.what());
-        continue;
+      if (kind == failure_kind::unavailable)
+        throw database_unavailable(e.what());
+      if (kind == failure_kind::conflict) {
+        if (attempt < max_conflict_retries && clock_type::now() < deadline) {
+          spdlog::debug("writer {}: conflict, retrying batch of {}: {}", st.index, batch.size(),
+                        e.what());
+          continue;
+        }
+        throw database_unavailable(std::string{"conflicts outlasted their retries: "} + e.what());
       }
-      if (kind == failure_kind::unavailable) {
-        st.store->disconnect();
-        if (attempt == 0 && clock_type::now() < deadline)
-          continue; // one reconnect: the server may just have dropped us
-        throw;
-      }
-      if (attempt == 0) {
+      if (!ids_forgotten) {
         // Perhaps a cached conversation was deleted by another application:
         // look the ids up again before blaming an event.
         st.store->forget_cached_ids();
+        ids_forgotten = true;
         continue;
-      }
-      if (batch.size() == 1 && kind == failure_kind::stale_reference) {
-        const auto& ev = batch.front().ev;
-        spdlog::warn("event {} ({}) refers to a workspace row that no longer exists; "
-                     "answered 503 so it is delivered again: {}",
-                     ev.message_id.empty() ? "-" : ev.message_id, ev.event_type, e.what());
-        return {write_outcome::retry};
       }
       if (batch.size() == 1) {
         const auto& ev = batch.front().ev;
-        spdlog::warn("event {} ({}) rejected by the database, ignored: {}",
+        if (kind == failure_kind::stale_reference) {
+          spdlog::warn("event {} ({}) refers to a workspace row that no longer exists; "
+                       "answered 503 so it is delivered again: {}",
+                       ev.message_id.empty() ? "-" : ev.message_id, ev.event_type, e.what());
+          return {write_outcome::retry};
+        }
+        spdlog::warn("event {} ({}) rejected by the database for its own data, ignored: {}",
                      ev.message_id.empty() ? "-" : ev.message_id, ev.event_type, e.what());
         return {write_outcome::ignored};
       }
@@ -95,7 +110,7 @@ std::vector<write_outcome> commit_with_retries(writer_actor* self,
       std::vector<write_outcome> outcomes;
       outcomes.reserve(batch.size());
       for (const auto& ev : batch)
-        outcomes.push_back(commit_with_retries(self, {ev})[0]);
+        outcomes.push_back(commit_with_retries(self, {ev}, deadline)[0]);
       return outcomes;
     }
   }
@@ -127,7 +142,7 @@ bool replay(writer_actor* self) {
   try {
     size_t events = 0;
     for (const auto& batch : st.outage_spool->read_all()) {
-      commit_with_retries(self, batch);
+      commit_with_retries(self, batch, clock_type::now() + st.cfg.commit_timeout);
       events += batch.size();
     }
     st.outage_spool->clear();
@@ -158,7 +173,7 @@ void commit_now(writer_actor* self) {
   bool recently_down = st.db_down && clock_type::now() - st.db_down_since < down_grace;
   if (!recently_down && (!spooled_before || replay(self))) {
     try {
-      auto outcomes = commit_with_retries(self, batch);
+      auto outcomes = commit_with_retries(self, batch, clock_type::now() + st.cfg.commit_timeout);
       st.db_down = false;
       finish(outcomes, waiting, batch);
       return;
@@ -219,8 +234,7 @@ caf::behavior persistence_writer(writer_actor* self, settings cfg, size_t index)
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.index = index;
-  st.store = std::make_unique<inbox_store>(st.cfg.database_url, st.cfg.statement_timeout,
-                                           st.cfg.commit_timeout);
+  st.store = std::make_unique<inbox_store>(st.cfg.database_url, st.cfg.statement_timeout);
   if (!st.cfg.spool_dir.empty()) {
     std::filesystem::path dir{st.cfg.spool_dir};
     std::filesystem::create_directories(dir);
@@ -236,7 +250,7 @@ caf::behavior persistence_writer(writer_actor* self, settings cfg, size_t index)
     }
   }
   try {
-    st.store->ensure_connected();
+    st.store->ensure_connected(clock_type::now() + st.cfg.commit_timeout);
   } catch (const std::exception& e) {
     spdlog::warn("writer {}: PostgreSQL not reachable yet: {}", index, e.what());
   }
@@ -272,7 +286,7 @@ caf::behavior persistence_writer(writer_actor* self, settings cfg, size_t index)
     },
     [=](sweep_atom) {
       try {
-        self->state.store->sweep_pending();
+        self->state.store->sweep_pending(clock_type::now() + self->state.cfg.commit_timeout);
       } catch (const std::exception& e) {
         spdlog::debug("pending-status sweep skipped: {}", e.what());
       }

@@ -65,7 +65,7 @@ ingest_config::ingest_config() {
     .add(v.verify_token, "verify-token", "GET verification token (env KAPSO_VERIFY_TOKEN)")
     .add(allow_unsigned_, "allow-unsigned", "accept requests when no secret applies: true or false (default false)");
   opt_group{custom_options_, "router"}
-    .add(actor_timeout_ms_, "timeout-ms", "workspace look-up timeout; > flush interval + commit timeout (default 6000)")
+    .add(actor_timeout_ms_, "timeout-ms", "deadline of one workspace look-up (default 1000)")
     .add(cache_ttl_ms_, "workspace-cache-ttl-ms", "workspace cache entry lifetime; a new workspace works after at most this (default 500)")
     .add(unknown_log_period_ms_, "unknown-log-period-ms", "log an unknown phone_number_id once per period (default 60000)");
   opt_group{custom_options_, "conversation"}
@@ -125,13 +125,13 @@ std::string ingest_config::finish() {
       return complaint;
   // Timeouts must nest so that an inner failure is reported before the
   // outer layer gives up: flush + commit < actor request < HTTP < Kapso.
-  if (flush_interval_ms_ + commit_timeout_ms_ >= actor_timeout_ms_)
-    return "invalid configuration: router.timeout-ms = " + std::to_string(actor_timeout_ms_)
-           + " (must exceed persistence.flush-interval-ms + persistence.commit-timeout-ms = "
-           + std::to_string(flush_interval_ms_ + commit_timeout_ms_) + ")";
-  if (actor_timeout_ms_ + 1000 > request_timeout_ms_)
+  // Timeouts nest: a delivery waits for its workspace look-up, then for its
+  // batch's commit (or the spool), and is answered before Kapso gives up.
+  auto inner = actor_timeout_ms_ + flush_interval_ms_ + commit_timeout_ms_ + 1000;
+  if (inner > request_timeout_ms_)
     return "invalid configuration: http.request-timeout-ms = " + std::to_string(request_timeout_ms_)
-           + " (must exceed router.timeout-ms + 1000 = " + std::to_string(actor_timeout_ms_ + 1000) + ")";
+           + " (must be at least router.timeout-ms + persistence.flush-interval-ms + "
+             "persistence.commit-timeout-ms + 1000 = " + std::to_string(inner) + ")";
   static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
   if (std::find(std::begin(levels), std::end(levels), v.log_level) == std::end(levels))
     return "invalid configuration: log.level = " + v.log_level

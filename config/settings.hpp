@@ -15,7 +15,11 @@ struct settings {
   size_t http_threads = 1;               // RESTinio's asio threads
   size_t body_limit = 1024 * 1024;       // bytes; larger -> 413
   size_t max_in_flight = 4096;           // deliveries in the pipeline; more -> 503
+  size_t max_in_flight_bytes = 64ull << 20; // body bytes in the pipeline; more -> 503
+  size_t max_connections = 1024;         // open client connections (lowered below the fd limit)
   std::chrono::milliseconds request_timeout{8000}; // HTTP handling, < Kapso's 10 s
+  std::chrono::milliseconds idle_timeout{15000};   // no complete request for this long: closed
+  std::chrono::milliseconds shutdown_timeout{9000}; // SIGTERM: most time spent answering
 
   // security
   std::vector<std::string> webhook_secrets; // global; several during rotation
@@ -23,7 +27,8 @@ struct settings {
   bool allow_unsigned = false;              // accept when no secret applies
 
   // router / conversations
-  std::chrono::milliseconds actor_timeout{6000};     // workspace look-ups
+  std::chrono::milliseconds actor_timeout{1000};     // deadline of one workspace look-up
+  size_t lookup_rate = 100; // look-ups/s of unknown ids for deliveries no global secret signs
   std::chrono::milliseconds workspace_cache_ttl{500};
   std::chrono::milliseconds unknown_log_period{60000};
   std::chrono::milliseconds conversation_idle{5000};
@@ -35,6 +40,7 @@ struct settings {
   size_t batch_max = 500;                    // events per transaction
   std::chrono::milliseconds flush_interval{0}; // 0 = when queued writes are drained
   std::chrono::milliseconds statement_timeout{2000};
+  std::chrono::milliseconds connect_timeout{1000}; // one connection attempt
   std::chrono::milliseconds commit_timeout{3000};
   bool migrate_on_start = true;
 

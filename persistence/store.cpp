@@ -2,6 +2,8 @@
 // metadata — a handful of set-based statements in one transaction.
 #include "persistence/store.hpp"
 
+#include <pqxx/pqxx>
+
 #include <algorithm>
 #include <map>
 #include <set>
@@ -70,86 +72,123 @@ struct contact_row {
 
 } // namespace
 
-failure_kind classify_failure(const std::exception& e) {
-  if (dynamic_cast<const pqxx::broken_connection*>(&e) != nullptr
-      || dynamic_cast<const pqxx::in_doubt_error*>(&e) != nullptr)
+failure_kind classify_sqlstate(const std::string& state) {
+  if (state.size() != 5)
     return failure_kind::unavailable;
-  if (auto sql_error = dynamic_cast<const pqxx::sql_error*>(&e)) {
-    const auto& state = sql_error->sqlstate();
-    if (state == "40001" || state == "40P01")
-      return failure_kind::conflict;
-    if (state == "23503")
-      return failure_kind::stale_reference;
-    // 08: connection, 53: resources, 57: operator intervention (incl. the
-    // statement timeout 57014), 58: system error.
-    if (state.size() == 5
-        && (state.compare(0, 2, "08") == 0 || state.compare(0, 2, "53") == 0
-            || state.compare(0, 2, "57") == 0 || state.compare(0, 2, "58") == 0))
-      return failure_kind::unavailable;
+  if (state == "40001" || state == "40P01")
+    return failure_kind::conflict;
+  if (state == "23503")
+    return failure_kind::stale_reference;
+  // 22: data exception (a value that does not fit, invalid text, bad
+  // timestamp...); 23: integrity constraint violations on the event's values
+  // (check, not null, unique outside our own ON CONFLICT keys); 54: a value
+  // too large for an index or a limit. Everything else — 08 connection,
+  // 25006 read-only transaction, 42 privileges / undefined objects, 53
+  // resources (disk full), 55 lock not available, 57 shutdown or statement
+  // timeout, 58 / XX system errors — is about the database, not the event.
+  auto cls = state.substr(0, 2);
+  if (cls == "22" || cls == "23" || cls == "54")
     return failure_kind::bad_data;
+  return failure_kind::unavailable;
+}
+
+failure_kind classify_failure(const std::exception& e) {
+  if (auto failure = dynamic_cast<const db_error*>(&e)) {
+    if (failure->connection_lost())
+      return failure_kind::unavailable;
+    return classify_sqlstate(failure->sqlstate());
   }
-  if (dynamic_cast<const pqxx::failure*>(&e) != nullptr)
-    return failure_kind::unavailable;
-  return failure_kind::bad_data;
+  // Anything that is not an answer from the database (a bug of ours, an
+  // allocation failure) must not turn an event into "ignored".
+  return failure_kind::unavailable;
 }
 
-inbox_store::inbox_store(std::string url, std::chrono::milliseconds statement_timeout,
-                         std::chrono::milliseconds connect_timeout)
-  : url_(std::move(url)), statement_timeout_(statement_timeout) {
-  // libpq counts whole seconds and treats anything below 2 as 2.
-  auto seconds = std::max<int64_t>(2, (connect_timeout.count() + 999) / 1000);
-  auto option = "connect_timeout=" + std::to_string(seconds);
-  if (url_.rfind("postgres://", 0) == 0 || url_.rfind("postgresql://", 0) == 0)
-    url_ += (url_.find('?') == std::string::npos ? "?" : "&") + option;
-  else
-    url_ += " " + option;
-}
-
-inbox_store::~inbox_store() {
-  disconnect();
-}
-
-void inbox_store::ensure_connected() {
-  if (conn_ && conn_->is_open())
-    return;
-  conn_.reset();
-  auto conn = std::make_unique<pqxx::connection>(url_);
-  {
-    pqxx::nontransaction txn{*conn};
-    txn.exec("SET statement_timeout = " + std::to_string(statement_timeout_.count()));
+// BEGIN at construction, ROLLBACK unless commit() was called. A session whose
+// transaction cannot be rolled back in time is closed (the server then
+// aborts the transaction itself).
+class inbox_store::transaction {
+public:
+  transaction(pg_session& session, pg_deadline deadline, bool atomic)
+    : session_(session), deadline_(deadline), open_(atomic) {
+    if (open_)
+      session_.exec("BEGIN", deadline_);
   }
-  conn_ = std::move(conn);
-  prepare_statements();
+
+  ~transaction() {
+    if (!open_ || !session_.connected())
+      return;
+    try {
+      session_.exec("ROLLBACK", std::max(deadline_, pg_clock::now() + rollback_grace));
+    } catch (const std::exception&) {
+      session_.close();
+    }
+  }
+
+  transaction(const transaction&) = delete;
+  transaction& operator=(const transaction&) = delete;
+
+  pg_rows run(const char* statement, std::string_view rows) {
+    return session_.exec_prepared(statement, {pg_param{rows}}, deadline_);
+  }
+
+  void commit() {
+    if (!open_)
+      return;
+    session_.exec("COMMIT", deadline_);
+    open_ = false;
+  }
+
+private:
+  static constexpr auto rollback_grace = std::chrono::milliseconds(200);
+  pg_session& session_;
+  pg_deadline deadline_;
+  bool open_;
+};
+
+namespace {
+
+pg_session_options session_options(std::string url, std::chrono::milliseconds statement_timeout) {
+  pg_session_options options;
+  options.conninfo = std::move(url);
+  options.statement_timeout = statement_timeout;
+  return options;
+}
+
+} // namespace
+
+inbox_store::inbox_store(std::string url, std::chrono::milliseconds statement_timeout)
+  : session_(session_options(std::move(url), statement_timeout)) {
+  const std::pair<const char*, const char*> statements[] = {
+    {find_contacts_by_bsuid_stmt, sql::find_contacts_by_bsuid},
+    {link_bsuid_contacts_stmt, sql::link_bsuid_contacts},
+    {upsert_contacts_stmt, sql::upsert_contacts},
+    {select_contacts_stmt, sql::select_contacts},
+    {insert_conversations_stmt, sql::insert_conversations},
+    {select_conversations_stmt, sql::select_conversations},
+    {insert_messages_stmt, sql::insert_messages},
+    {close_conversations_stmt, sql::close_conversations},
+    {advance_statuses_stmt, sql::advance_statuses},
+    {insert_pending_statuses_stmt, sql::insert_pending_statuses},
+    {apply_pending_statuses_stmt, sql::apply_pending_statuses},
+    {find_workspaces_stmt, sql::find_workspaces},
+  };
+  for (const auto& [name, text] : statements)
+    session_.add_prepared(name, text);
+}
+
+inbox_store::~inbox_store() = default;
+
+void inbox_store::ensure_connected(pg_deadline deadline) {
+  session_.connect(deadline);
 }
 
 void inbox_store::disconnect() noexcept {
-  try {
-    if (conn_)
-      conn_->disconnect();
-  } catch (...) {
-    // Closing a dead connection may throw; it is gone either way.
-  }
-  conn_.reset();
+  session_.close();
 }
 
-void inbox_store::prepare_statements() {
-  auto& c = *conn_;
-  c.prepare(find_contacts_by_bsuid_stmt, sql::find_contacts_by_bsuid);
-  c.prepare(link_bsuid_contacts_stmt, sql::link_bsuid_contacts);
-  c.prepare(upsert_contacts_stmt, sql::upsert_contacts);
-  c.prepare(select_contacts_stmt, sql::select_contacts);
-  c.prepare(insert_conversations_stmt, sql::insert_conversations);
-  c.prepare(select_conversations_stmt, sql::select_conversations);
-  c.prepare(insert_messages_stmt, sql::insert_messages);
-  c.prepare(close_conversations_stmt, sql::close_conversations);
-  c.prepare(advance_statuses_stmt, sql::advance_statuses);
-  c.prepare(insert_pending_statuses_stmt, sql::insert_pending_statuses);
-  c.prepare(apply_pending_statuses_stmt, sql::apply_pending_statuses);
-  c.prepare(find_workspaces_stmt, sql::find_workspaces);
-}
-
-batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) {
-  ensure_connected();
+batch_result inbox_store::commit_batch(const std::vector<routed_event>& events,
+                                       pg_deadline deadline) {
+  session_.connect(deadline);
   batch_result result;
   result.outcomes.assign(events.size(), write_outcome::accepted);
 
@@ -181,11 +220,7 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
 
   // A transaction only when there is more than the one statement to run:
   // a single statement is atomic on its own and saves two round trips.
-  std::unique_ptr<pqxx::transaction_base> txn;
-  if (simple)
-    txn = std::make_unique<pqxx::nontransaction>(*conn_);
-  else
-    txn = std::make_unique<pqxx::work>(*conn_);
+  transaction txn{session_, deadline, !simple};
 
   std::map<pair_key, known_conversation> learned; // (ws, key): cached after commit
   if (!all_known) {
@@ -206,12 +241,13 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
           .field("bsuid_key", "bsuid:" + r.ev.contact_bsuid);
     }
     if (!bsuid_links.empty())
-      txn->exec_prepared(link_bsuid_contacts_stmt, bsuid_links.str());
+      txn.run(link_bsuid_contacts_stmt, bsuid_links.str());
     if (!bsuid_lookup.empty()) {
       std::map<pair_key, std::string> phone_of;
-      for (const auto& row : txn->exec_prepared(find_contacts_by_bsuid_stmt, bsuid_lookup.str())) {
-        auto phone = row[2].as<std::string>();
-        auto& slot = phone_of[{row[0].as<std::string>(), row[1].as<std::string>()}];
+      auto rows = txn.run(find_contacts_by_bsuid_stmt, bsuid_lookup.str());
+      for (size_t r = 0; r < rows.size(); ++r) {
+        std::string phone{rows.text(r, 2)};
+        auto& slot = phone_of[{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)}}];
         // A real phone beats the placeholder key.
         if (slot.empty() || slot.compare(0, 6, "bsuid:") == 0)
           slot = phone;
@@ -250,26 +286,28 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
           .field("bsuid", c.bsuid);
         lookup.row().field("workspace_id", key.first).field("phone", key.second);
       }
-      txn->exec_prepared(upsert_contacts_stmt, upsert.str());
+      txn.run(upsert_contacts_stmt, upsert.str());
       std::map<pair_key, std::string> key_by_contact; // (ws, contact id) -> key
       json_rows conversations;
-      for (const auto& row : txn->exec_prepared(select_contacts_stmt, lookup.str())) {
-        pair_key key{row[1].as<std::string>(), row[2].as<std::string>()};
-        auto id = row[0].as<std::string>();
+      auto contact_rows = txn.run(select_contacts_stmt, lookup.str());
+      for (size_t r = 0; r < contact_rows.size(); ++r) {
+        pair_key key{std::string{contact_rows.text(r, 1)}, std::string{contact_rows.text(r, 2)}};
+        std::string id{contact_rows.text(r, 0)};
         key_by_contact[{key.first, id}] = key.second;
         auto& entry = learned[key];
         entry.contact_id = id;
-        entry.named = row[3].as<bool>();
+        entry.named = contact_rows.boolean(r, 3);
         conversations.row().field("workspace_id", key.first).field("contact_id", id);
       }
       auto conversation_rows = conversations.str();
-      txn->exec_prepared(insert_conversations_stmt, conversation_rows);
-      for (const auto& row : txn->exec_prepared(select_conversations_stmt, conversation_rows)) {
-        auto ws = row[1].as<std::string>();
-        auto found = key_by_contact.find({ws, row[2].as<std::string>()});
+      txn.run(insert_conversations_stmt, conversation_rows);
+      auto rows = txn.run(select_conversations_stmt, conversation_rows);
+      for (size_t r = 0; r < rows.size(); ++r) {
+        std::string ws{rows.text(r, 1)};
+        auto found = key_by_contact.find({ws, std::string{rows.text(r, 2)}});
         if (found == key_by_contact.end())
           continue;
-        learned[{ws, found->second}].conversation_id = row[0].as<std::string>();
+        learned[{ws, found->second}].conversation_id = std::string{rows.text(r, 0)};
       }
     }
   }
@@ -318,18 +356,20 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   }
   std::set<pair_key> inserted;
   json_rows new_outbound;
-  if (!messages.empty())
-    for (const auto& row : txn->exec_prepared(insert_messages_stmt, messages.str())) {
-      pair_key key{row[0].as<std::string>(), row[1].as<std::string>()};
-      if (row[2].as<std::string>() != "inbound")
+  if (!messages.empty()) {
+    auto rows = txn.run(insert_messages_stmt, messages.str());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      pair_key key{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)}};
+      if (rows.text(r, 2) != "inbound")
         new_outbound.row().field("workspace_id", key.first).field("kapso_message_id", key.second);
       inserted.insert(std::move(key));
     }
+  }
   for (const auto& [key, i] : first_of)
     if (inserted.count(key) == 0)
       result.outcomes[i] = write_outcome::duplicate;
   if (!closing.empty())
-    txn->exec_prepared(close_conversations_stmt, json_string_array(closing));
+    txn.run(close_conversations_stmt, json_string_array(closing));
 
   // 4. Statuses: the highest of each message's statuses in this batch is
   //    applied if it moves the message forward, or kept for later.
@@ -349,10 +389,11 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
     }
     std::set<pair_key> stale;
     std::set<pair_key> missing;
-    for (const auto& row : txn->exec_prepared(advance_statuses_stmt, statuses.str())) {
-      pair_key key{row[0].as<std::string>(), row[1].as<std::string>()};
-      bool updated = row[2].as<bool>();
-      bool found = row[3].as<bool>();
+    auto rows = txn.run(advance_statuses_stmt, statuses.str());
+    for (size_t r = 0; r < rows.size(); ++r) {
+      pair_key key{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)}};
+      bool updated = rows.boolean(r, 2);
+      bool found = rows.boolean(r, 3);
       if (found && !updated)
         stale.insert(key);
       else if (!found)
@@ -373,17 +414,15 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
       }
     }
     if (!pending.empty())
-      txn->exec_prepared(insert_pending_statuses_stmt, pending.str());
+      txn.run(insert_pending_statuses_stmt, pending.str());
     result.pending.assign(missing.begin(), missing.end());
   }
 
   // 5. Statuses that arrived before these new messages.
   if (!new_outbound.empty())
-    txn->exec_prepared(apply_pending_statuses_stmt, new_outbound.str());
+    txn.run(apply_pending_statuses_stmt, new_outbound.str());
 
-  if (auto work = dynamic_cast<pqxx::work*>(txn.get()))
-    work->commit();
-  txn.reset();
+  txn.commit();
 
   // Only committed ids are worth remembering.
   // Past the bound, drop an arbitrary tenth rather than everything, so a
@@ -399,34 +438,32 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   return result;
 }
 
-void inbox_store::apply_pending(const std::vector<message_ref>& refs) {
+void inbox_store::apply_pending(const std::vector<message_ref>& refs, pg_deadline deadline) {
   if (refs.empty())
     return;
-  ensure_connected();
   json_rows rows;
   for (const auto& [ws, id] : refs)
     rows.row().field("workspace_id", ws).field("kapso_message_id", id);
-  pqxx::work txn{*conn_};
-  txn.exec_prepared(apply_pending_statuses_stmt, rows.str());
+  session_.connect(deadline);
+  transaction txn{session_, deadline, true};
+  txn.run(apply_pending_statuses_stmt, rows.str());
   txn.commit();
 }
 
-void inbox_store::sweep_pending() {
-  ensure_connected();
-  pqxx::work txn{*conn_};
-  txn.exec(sql::apply_all_pending_statuses);
-  txn.commit();
+void inbox_store::sweep_pending(pg_deadline deadline) {
+  session_.connect(deadline);
+  session_.exec(std::string{"BEGIN; "} + sql::apply_all_pending_statuses + "; COMMIT", deadline);
 }
 
 std::vector<inbox_store::workspace_row>
-inbox_store::find_workspaces(const std::vector<std::string>& phone_ids) {
-  ensure_connected();
+inbox_store::find_workspaces(const std::vector<std::string>& phone_ids, pg_deadline deadline) {
   std::vector<workspace_row> found;
   std::set<std::string> seen;
-  pqxx::read_transaction txn{*conn_};
-  for (const auto& row : txn.exec_prepared(find_workspaces_stmt, json_string_array(phone_ids))) {
-    workspace_row ws{row[0].as<std::string>(), row[1].as<std::string>(),
-                     row[2].as<std::string>()};
+  auto rows = session_.exec_prepared(find_workspaces_stmt, {pg_param{json_string_array(phone_ids)}},
+                                     deadline);
+  for (size_t r = 0; r < rows.size(); ++r) {
+    workspace_row ws{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)},
+                     std::string{rows.text(r, 2)}};
     // Several workspaces on one number: the oldest owns it.
     if (seen.insert(ws.phone_number_id).second)
       found.push_back(std::move(ws));
@@ -434,22 +471,31 @@ inbox_store::find_workspaces(const std::vector<std::string>& phone_ids) {
   return found;
 }
 
-bool inbox_store::schema_current() {
-  ensure_connected();
-  return schema_is_current(*conn_);
+bool inbox_store::schema_current(pg_deadline deadline) {
+  session_.connect(deadline);
+  auto exists = session_.exec(sql::migrations_table_exists, deadline);
+  if (exists.empty() || exists.is_null(0, 0))
+    return false;
+  auto rows = session_.exec(sql::select_applied_migrations, deadline);
+  std::set<std::string> done;
+  for (size_t r = 0; r < rows.size(); ++r)
+    done.emplace(rows.text(r, 0));
+  for (const auto& m : embedded_migrations())
+    if (done.count(m.name) == 0)
+      return false;
+  return true;
 }
 
-std::vector<std::string> inbox_store::migrate() {
-  ensure_connected();
-  return apply_migrations(*conn_);
+std::vector<std::string> migrate_database(const std::string& url) {
+  pqxx::connection conn{url};
+  return apply_migrations(conn);
 }
 
-std::string inbox_store::register_workspace(const std::string& name,
-                                            const std::string& slug,
-                                            const std::string& phone_number_id,
-                                            const std::string& secret) {
-  ensure_connected();
-  pqxx::work txn{*conn_};
+std::string register_workspace(const std::string& url, const std::string& name,
+                               const std::string& slug, const std::string& phone_number_id,
+                               const std::string& secret) {
+  pqxx::connection conn{url};
+  pqxx::work txn{conn};
   auto row = txn.exec_params1(sql::register_workspace, name, slug, phone_number_id, secret);
   txn.commit();
   return row[0].as<std::string>();

@@ -1,5 +1,5 @@
-// The inbox database: one libpqxx connection and the batch write on it.
-// Blocking: only ever used from detached actors or command-line tools.
+// The inbox database: one connection and the batch write on it. Every call
+// takes a deadline; used from detached actors only.
 #pragma once
 
 #include <chrono>
@@ -9,9 +9,8 @@
 #include <utility>
 #include <vector>
 
-#include <pqxx/pqxx>
-
 #include "actors/protocol.hpp"
+#include "persistence/pg_session.hpp"
 
 namespace kapso {
 
@@ -25,37 +24,46 @@ struct batch_result {
 
 // How a failed database call should be handled.
 enum class failure_kind {
-  unavailable, // connection lost, timeout, server shutting down: retry later
-  conflict,    // deadlock / serialization failure: retry now
-  bad_data,    // the batch contains an event the database rejects
+  unavailable,     // the database, not the event: connection lost, timeout,
+                   // read-only, privileges, missing table, disk full,
+                   // shutdown, conflicts that outlast their retries...
+                   // retried, spooled or answered 503, never ignored
+  conflict,        // deadlock / serialization failure: retry now
+  bad_data,        // the event's own values are invalid: no retry can store it
   stale_reference, // a referenced row (workspace) vanished: retry later
 };
 
+// Only an error about the event's own data (data exceptions, check and
+// not-null violations on its values, values too large to index) is bad data;
+// anything the database says about itself is `unavailable`.
 failure_kind classify_failure(const std::exception& e);
+failure_kind classify_sqlstate(const std::string& sqlstate);
 
 class inbox_store {
 public:
-  // `connect_timeout` bounds how long a connection attempt may block.
-  inbox_store(std::string url, std::chrono::milliseconds statement_timeout,
-              std::chrono::milliseconds connect_timeout = std::chrono::seconds(5));
+  // `statement_timeout` is PostgreSQL's own limit per statement; the
+  // deadlines passed to each call are the client's.
+  inbox_store(std::string url, std::chrono::milliseconds statement_timeout);
   ~inbox_store();
 
   inbox_store(const inbox_store&) = delete;
   inbox_store& operator=(const inbox_store&) = delete;
 
-  // Opens the connection if needed (throws pqxx::broken_connection).
-  void ensure_connected();
+  // Opens the connection if needed (throws db_error / db_timeout).
+  void ensure_connected(pg_deadline deadline);
   void disconnect() noexcept;
+  bool connected() const noexcept { return session_.connected(); }
 
   // Writes all events in one transaction; idempotent and commutative.
-  // Throws on any database failure (nothing is committed then).
-  batch_result commit_batch(const std::vector<routed_event>& events);
+  // Throws on any database failure (nothing is committed then, or, after a
+  // timeout or a lost connection, it is unknown whether it was).
+  batch_result commit_batch(const std::vector<routed_event>& events, pg_deadline deadline);
 
   // Applies pending statuses of these messages if they exist now.
-  void apply_pending(const std::vector<message_ref>& refs);
+  void apply_pending(const std::vector<message_ref>& refs, pg_deadline deadline);
 
   // Applies every pending status whose message exists; drops stale ones.
-  void sweep_pending();
+  void sweep_pending(pg_deadline deadline);
 
   // The workspaces owning these phone_number_ids (the oldest per id), with
   // their secret column as stored.
@@ -64,23 +72,19 @@ public:
     std::string phone_number_id;
     std::string secret_list; // "" = none of its own
   };
-  std::vector<workspace_row> find_workspaces(const std::vector<std::string>& phone_ids);
+  std::vector<workspace_row> find_workspaces(const std::vector<std::string>& phone_ids,
+                                             pg_deadline deadline);
 
   // Database reachable and every migration applied.
-  bool schema_current();
-
-  std::vector<std::string> migrate();
+  bool schema_current(pg_deadline deadline);
 
   // Forgets cached contact/conversation ids (e.g. after a foreign-key
   // failure: another application deleted a row).
   void forget_cached_ids() noexcept { known_.clear(); }
 
-  std::string register_workspace(const std::string& name, const std::string& slug,
-                                 const std::string& phone_number_id,
-                                 const std::string& secret);
-
 private:
-  void prepare_statements();
+  // One transaction on the session: BEGIN now, ROLLBACK unless committed.
+  class transaction;
 
   // What the writer knows of a (workspace, contact key) from earlier
   // commits: saves the contact and conversation upserts on the hot path.
@@ -90,10 +94,14 @@ private:
     bool named = false; // contact has a name: nothing to fill
   };
 
-  std::string url_;
-  std::chrono::milliseconds statement_timeout_;
-  std::unique_ptr<pqxx::connection> conn_;
+  pg_session session_;
   std::unordered_map<std::string, known_conversation> known_; // "ws\nkey"
 };
+
+// Command-line tools (migrate, register-workspace): blocking, libpqxx.
+std::vector<std::string> migrate_database(const std::string& url);
+std::string register_workspace(const std::string& url, const std::string& name,
+                               const std::string& slug, const std::string& phone_number_id,
+                               const std::string& secret);
 
 } // namespace kapso

@@ -1,0 +1,266 @@
+// libpq in non-blocking mode: every wait is a poll() bounded by the caller's
+// deadline. libpqxx 6 offers no deadline for a call in progress, and a
+// blocked writer cannot spool.
+#include "persistence/pg_session.hpp"
+
+#include <poll.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <string>
+
+#include <libpq-fe.h>
+
+namespace kapso {
+
+namespace {
+
+// TCP keepalive probes find a peer that vanished without a FIN (a dead
+// machine, a cut network) while a connection is idle; tcp_user_timeout does
+// the same for unacknowledged writes. The call's deadline covers the rest.
+constexpr const char* keepalives_idle_s = "5";
+constexpr const char* keepalives_interval_s = "2";
+constexpr const char* keepalives_count = "3";
+constexpr const char* tcp_user_timeout_ms = "10000";
+
+int remaining_ms(pg_deadline deadline) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - pg_clock::now());
+  if (left.count() <= 0)
+    return 0;
+  return left.count() > 60000 ? 60000 : static_cast<int>(left.count());
+}
+
+std::string connection_message(PGconn* conn) {
+  std::string message = conn != nullptr ? PQerrorMessage(conn) : "out of memory";
+  while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
+    message.pop_back();
+  return message.empty() ? std::string{"connection lost"} : message;
+}
+
+} // namespace
+
+db_error::db_error(std::string sqlstate, const std::string& message, bool connection_lost)
+  : std::runtime_error(message), sqlstate_(std::move(sqlstate)),
+    connection_lost_(connection_lost) {
+}
+
+db_timeout::db_timeout(const std::string& what) : db_error({}, what, true) {
+}
+
+// -- pg_rows ---------------------------------------------------------------------
+
+pg_rows::pg_rows(PGresult* result) noexcept : result_(result) {
+}
+
+pg_rows::~pg_rows() {
+  if (result_ != nullptr)
+    PQclear(result_);
+}
+
+pg_rows::pg_rows(pg_rows&& other) noexcept : result_(other.result_) {
+  other.result_ = nullptr;
+}
+
+pg_rows& pg_rows::operator=(pg_rows&& other) noexcept {
+  if (this != &other) {
+    if (result_ != nullptr)
+      PQclear(result_);
+    result_ = other.result_;
+    other.result_ = nullptr;
+  }
+  return *this;
+}
+
+size_t pg_rows::size() const noexcept {
+  return result_ == nullptr ? 0 : static_cast<size_t>(PQntuples(result_));
+}
+
+bool pg_rows::is_null(size_t row, size_t column) const noexcept {
+  return PQgetisnull(result_, static_cast<int>(row), static_cast<int>(column)) != 0;
+}
+
+std::string_view pg_rows::text(size_t row, size_t column) const noexcept {
+  auto r = static_cast<int>(row);
+  auto c = static_cast<int>(column);
+  return {PQgetvalue(result_, r, c), static_cast<size_t>(PQgetlength(result_, r, c))};
+}
+
+bool pg_rows::boolean(size_t row, size_t column) const noexcept {
+  auto value = text(row, column);
+  return !value.empty() && value[0] == 't';
+}
+
+int64_t pg_rows::integer(size_t row, size_t column) const {
+  return std::stoll(std::string{text(row, column)});
+}
+
+// -- pg_session -------------------------------------------------------------------
+
+pg_session::pg_session(pg_session_options options) : options_(std::move(options)) {
+}
+
+pg_session::~pg_session() {
+  close();
+}
+
+void pg_session::add_prepared(std::string name, std::string sql) {
+  prepared_.emplace_back(std::move(name), std::move(sql));
+}
+
+bool pg_session::connected() const noexcept {
+  return conn_ != nullptr && PQstatus(conn_) == CONNECTION_OK;
+}
+
+void pg_session::close() noexcept {
+  if (conn_ != nullptr) {
+    // Non-blocking: the goodbye message is sent if the socket takes it.
+    PQfinish(conn_);
+    conn_ = nullptr;
+  }
+}
+
+void pg_session::fail_connection_(const std::string& what) {
+  auto message = what + ": " + connection_message(conn_);
+  close();
+  throw db_error({}, message, true);
+}
+
+void pg_session::poll_(bool for_write, pg_deadline deadline, const char* what) {
+  pollfd fd{};
+  fd.fd = PQsocket(conn_);
+  if (fd.fd < 0)
+    fail_connection_(what);
+  fd.events = static_cast<short>(for_write ? (POLLOUT | POLLIN) : POLLIN);
+  for (;;) {
+    int timeout = remaining_ms(deadline);
+    if (timeout == 0) {
+      close();
+      throw db_timeout(std::string{what} + ": no answer from PostgreSQL before the deadline");
+    }
+    int n = ::poll(&fd, 1, timeout);
+    if (n > 0)
+      return;
+    if (n < 0 && errno != EINTR)
+      fail_connection_(what);
+  }
+}
+
+void pg_session::connect(pg_deadline deadline) {
+  if (connected())
+    return;
+  close();
+  // The caller's conninfo is expanded (URL or key=value, several hosts,
+  // target_session_attrs); the keepalive settings are added, not forced
+  // over values the operator chose.
+  const char* keywords[] = {"dbname",           "application_name", "keepalives",
+                            "keepalives_idle",  "keepalives_interval", "keepalives_count",
+                            "tcp_user_timeout", nullptr};
+  const char* values[] = {options_.conninfo.c_str(), options_.application_name.c_str(),
+                          "1", keepalives_idle_s, keepalives_interval_s, keepalives_count,
+                          tcp_user_timeout_ms, nullptr};
+  conn_ = PQconnectStartParams(keywords, values, 1);
+  if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD)
+    fail_connection_("connecting to PostgreSQL");
+  for (;;) {
+    auto state = PQconnectPoll(conn_);
+    if (state == PGRES_POLLING_OK)
+      break;
+    if (state == PGRES_POLLING_FAILED)
+      fail_connection_("connecting to PostgreSQL");
+    poll_(state == PGRES_POLLING_WRITING, deadline, "connecting to PostgreSQL");
+  }
+  if (PQsetnonblocking(conn_, 1) != 0)
+    fail_connection_("connecting to PostgreSQL");
+  // synchronous_commit is set here, whatever the cluster or database default:
+  // a 200 promises that the rows survive a crash of the database server.
+  exec("SET synchronous_commit = on; SET statement_timeout = "
+         + std::to_string(options_.statement_timeout.count()),
+       deadline);
+  for (const auto& [name, sql] : prepared_) {
+    if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) != 1)
+      fail_connection_("preparing " + name);
+    collect_(deadline, "preparing a statement");
+  }
+}
+
+void pg_session::wait_for_result_(pg_deadline deadline, const char* what) {
+  // Send everything buffered, reading meanwhile so that a server that is
+  // writing to us cannot deadlock the exchange.
+  for (;;) {
+    int flushed = PQflush(conn_);
+    if (flushed == 0)
+      break;
+    if (flushed < 0)
+      fail_connection_(what);
+    poll_(true, deadline, what);
+    if (PQconsumeInput(conn_) != 1)
+      fail_connection_(what);
+  }
+  while (PQisBusy(conn_) != 0) {
+    poll_(false, deadline, what);
+    if (PQconsumeInput(conn_) != 1)
+      fail_connection_(what);
+  }
+}
+
+pg_rows pg_session::collect_(pg_deadline deadline, const char* what) {
+  pg_rows last;
+  std::optional<db_error> failure;
+  for (;;) {
+    wait_for_result_(deadline, what);
+    PGresult* result = PQgetResult(conn_);
+    if (result == nullptr)
+      break;
+    auto status = PQresultStatus(result);
+    if (status == PGRES_FATAL_ERROR && !failure) {
+      const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+      std::string message = PQresultErrorMessage(result);
+      while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
+        message.pop_back();
+      failure.emplace(state != nullptr ? state : "", message,
+                      PQstatus(conn_) == CONNECTION_BAD);
+    }
+    last = pg_rows{result};
+  }
+  if (PQstatus(conn_) == CONNECTION_BAD) {
+    if (failure) {
+      close();
+      throw db_error(failure->sqlstate(), failure->what(), true);
+    }
+    fail_connection_(what);
+  }
+  if (failure)
+    throw *failure;
+  return last;
+}
+
+pg_rows pg_session::exec_prepared(const std::string& name, const std::vector<pg_param>& params,
+                                  pg_deadline deadline) {
+  connect(deadline);
+  std::vector<std::string> owned; // libpq wants NUL-terminated text
+  owned.reserve(params.size());
+  std::vector<const char*> values(params.size(), nullptr);
+  std::vector<int> lengths(params.size(), 0);
+  for (size_t i = 0; i < params.size(); ++i) {
+    if (!params[i])
+      continue;
+    owned.emplace_back(*params[i]);
+    values[i] = owned.back().c_str();
+    lengths[i] = static_cast<int>(owned.back().size());
+  }
+  if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(params.size()), values.data(),
+                          lengths.data(), nullptr, 0)
+      != 1)
+    fail_connection_("sending " + name);
+  return collect_(deadline, name.c_str());
+}
+
+pg_rows pg_session::exec(const std::string& sql, pg_deadline deadline) {
+  if (conn_ == nullptr)
+    connect(deadline);
+  if (PQsendQuery(conn_, sql.c_str()) != 1)
+    fail_connection_("sending a query");
+  return collect_(deadline, "a query");
+}
+
+} // namespace kapso
