@@ -1,5 +1,9 @@
 // kapso-ingest: assembles config, actors and the HTTP front end; nothing else.
+#include <sys/resource.h>
+
+#include <atomic>
 #include <csignal>
+#include <ctime>
 #include <iostream>
 #include <thread>
 
@@ -9,6 +13,7 @@
 #include "actors/directory.hpp"
 #include "actors/persistence.hpp"
 #include "actors/router.hpp"
+#include "actors/supervisor.hpp"
 #include "config/load.hpp"
 #include "http/server.hpp"
 #include "persistence/store.hpp"
@@ -41,6 +46,43 @@ int run_register(const settings& cfg, const workspace_registration& ws) {
   return 0;
 }
 
+// What ended serving: a termination signal, or an actor of the pipeline
+// that stopped (then the process must not go on half alive).
+struct stop_cause {
+  int signal = 0;
+  std::string failure;
+};
+
+stop_cause wait_for_stop(const sigset_t& signals, const std::atomic<bool>& failed,
+                         const std::string& failure) {
+  for (;;) {
+    timespec tick{0, 100 * 1000 * 1000};
+    int sig = sigtimedwait(&signals, nullptr, &tick);
+    if (sig > 0)
+      return {sig, {}};
+    if (failed.load())
+      return {0, failure};
+  }
+}
+
+// Answers what waits (committed -> 200, else 503) before the HTTP server
+// goes away; a second signal, or the shutdown limit, ends the process at once.
+void drain(http_server& server, const settings& cfg, const sigset_t& signals,
+           std::chrono::steady_clock::time_point limit) {
+  // Leave time to answer what is left and to stop the actors.
+  auto deadline = limit - std::min(cfg.shutdown_timeout / 4, std::chrono::milliseconds(1000));
+  while (server.in_flight() > 0 && std::chrono::steady_clock::now() < deadline) {
+    timespec tick{0, 20 * 1000 * 1000};
+    if (sigtimedwait(&signals, nullptr, &tick) > 0) {
+      spdlog::warn("second signal: exiting at once");
+      std::_Exit(1);
+    }
+  }
+  if (auto unanswered = server.fail_waiting(); unanswered > 0)
+    spdlog::warn("{} deliveries not confirmed within http.shutdown-timeout-ms: answered 503 "
+                 "(Kapso retries)", unanswered);
+}
+
 int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& signals) {
   if (cfg.migrate_on_start) {
     try {
@@ -55,25 +97,53 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
   for (size_t i = 0; i < cfg.writers; ++i)
     writers.push_back(sys.spawn<caf::detached>(persistence_writer, cfg, i));
   auto route = sys.spawn(router, cfg, dir, writers);
+  std::atomic<bool> failed{false};
+  std::string failure;
+  std::vector<std::pair<std::string, caf::actor>> watched{{"router", route}, {"directory", dir}};
+  for (size_t i = 0; i < writers.size(); ++i)
+    watched.emplace_back("writer " + std::to_string(i), writers[i]);
+  auto watch = sys.spawn(supervisor, std::move(watched), [&](const std::string& why) {
+    failure = why;
+    failed = true;
+  });
   http_server server{sys, route, dir, cfg};
   server.start();
   spdlog::info("kapso-ingest listening on {}:{} ({} writers, batch-max {}, spool {})",
                cfg.host, cfg.port, cfg.writers, cfg.batch_max,
                cfg.spool_dir.empty() ? std::string{"disabled"} : cfg.spool_dir);
-  int sig = 0;
-  sigwait(&signals, &sig);
-  spdlog::info("signal {}: draining {} in-flight deliveries", sig, server.in_flight());
+  auto cause = wait_for_stop(signals, failed, failure);
+  auto limit = std::chrono::steady_clock::now() + cfg.shutdown_timeout;
+  // Whatever happens below, the process is gone by the limit.
+  std::thread([limit] {
+    std::this_thread::sleep_until(limit);
+    spdlog::error("http.shutdown-timeout-ms reached: exiting now");
+    std::_Exit(1);
+  }).detach();
+  if (cause.signal != 0)
+    spdlog::info("signal {}: draining {} in-flight deliveries", cause.signal, server.in_flight());
+  else
+    spdlog::critical("{}: answering what waits and exiting so a fresh process takes over",
+                     cause.failure);
   server.begin_shutdown();
-  auto deadline = std::chrono::steady_clock::now() + cfg.request_timeout;
-  while (server.in_flight() > 0 && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  caf::anon_send_exit(watch, caf::exit_reason::user_shutdown);
+  drain(server, cfg, signals, limit);
   server.stop();
   caf::anon_send_exit(route, caf::exit_reason::user_shutdown);
   for (auto& w : writers)
     caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
   spdlog::info("kapso-ingest stopped");
-  return 0;
+  return cause.signal != 0 ? 0 : 70; // EX_SOFTWARE: restart me
+}
+
+// A soft descriptor limit below the hard one only makes the server refuse
+// connections earlier than it must.
+void raise_descriptor_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur < limit.rlim_max) {
+    limit.rlim_cur = limit.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &limit);
+  }
 }
 
 } // namespace
@@ -87,6 +157,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // A spool write past a file-size limit must fail with EFBIG, not kill us.
+  std::signal(SIGXFSZ, SIG_IGN);
+  raise_descriptor_limit();
 
   // The command comes first; CAF's parser sees only the options after it.
   std::string command = "serve";

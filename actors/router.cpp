@@ -2,6 +2,7 @@
 #include "actors/router.hpp"
 
 #include <ctime>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -23,6 +24,9 @@ struct delivery_job {
   bool answered = false;
   size_t lookups_left = 0;
   bool lookup_failed = false;
+  // Whether a global secret signs the body, once computed (an HMAC of a
+  // large body is not free).
+  std::optional<bool> global_signed;
 };
 
 namespace {
@@ -30,8 +34,17 @@ namespace {
 using clock_type = std::chrono::steady_clock;
 using router_actor = caf::stateful_actor<router_state>;
 
-// Caps the maps keyed by phone_number_ids seen on the wire.
-constexpr size_t max_remembered_ids = 100000;
+// Caps the maps keyed by values seen on the wire, in entries; the values
+// themselves are bounded in length, so the maps are bounded in bytes too.
+constexpr size_t max_unknown_ids = 10000;  // negative cache entries, log times
+constexpr size_t max_logged_types = 1000;  // unknown event types logged once
+constexpr size_t max_type_length = 100;
+// kapso_phone_id is varchar(100): a longer id names no workspace.
+constexpr size_t max_phone_number_id_length = 100;
+
+// While the directory's last look-up failed this recently, a workspace we
+// know is served from its last known entry without asking again.
+constexpr auto directory_down_hold = std::chrono::milliseconds(1000);
 
 // How often deliveries past their deadline are looked for: the precision of
 // the timeout, at the cost of one timer per period instead of per delivery.
@@ -41,11 +54,29 @@ constexpr auto deadline_sweep_period = std::chrono::milliseconds(100);
 // delivery is waiting for; known workspaces stay.
 void forget_unknown_workspaces(router_state& st) {
   for (auto it = st.workspaces.begin(); it != st.workspaces.end();) {
-    if (!it->second.known && st.waiting.count(it->first) == 0)
+    if (!it->second.known && st.waiting.count(it->first) == 0) {
       it = st.workspaces.erase(it);
-    else
+      --st.unknown_entries;
+    } else {
       ++it;
+    }
   }
+}
+
+// A token bucket of router.lookup-rate tokens per second, one second deep.
+bool take_lookup_token(router_state& st, caf::actor_clock::time_point now) {
+  auto rate = static_cast<double>(st.cfg.lookup_rate);
+  if (st.lookup_tokens_at != caf::actor_clock::time_point{}) {
+    auto elapsed = std::chrono::duration<double>(now - st.lookup_tokens_at).count();
+    st.lookup_tokens = std::min(rate, st.lookup_tokens + elapsed * rate);
+  } else {
+    st.lookup_tokens = rate;
+  }
+  st.lookup_tokens_at = now;
+  if (st.lookup_tokens < 1.0)
+    return false;
+  st.lookup_tokens -= 1.0;
+  return true;
 }
 
 // Answers a delivery once: later outcomes of a delivery that timed out are
@@ -208,12 +239,13 @@ bool signature_ok(const delivery& d, const std::vector<std::string>& secrets) {
 
 // Every event's workspace must accept the signature; events of unknown
 // workspaces are checked against the global secrets when there are any.
-bool verify(const router_state& st, const delivery& d,
+bool verify(const router_state& st, delivery_job& job,
             const std::vector<const workspace_entry*>& entries) {
+  const auto& d = *job.d;
   // A delivery without events still proves its signature against the
   // global secrets.
   if (entries.empty())
-    return verify(st, d, {nullptr});
+    return verify(st, job, {nullptr});
   std::vector<const std::vector<std::string>*> checked;
   for (auto* ws : entries) {
     const auto& secrets = secrets_for(st, ws);
@@ -225,7 +257,10 @@ bool verify(const router_state& st, const delivery& d,
     }
     if (std::find(checked.begin(), checked.end(), &secrets) != checked.end())
       continue;
-    if (!signature_ok(d, secrets))
+    bool global = &secrets == &st.cfg.webhook_secrets;
+    if (global && !job.global_signed)
+      job.global_signed = signature_ok(d, secrets);
+    if (global ? !*job.global_signed : !signature_ok(d, secrets))
       return false;
     checked.push_back(&secrets);
   }
@@ -241,7 +276,7 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
     auto found = st.workspaces.find(ev.phone_number_id);
     entries.push_back(found == st.workspaces.end() ? nullptr : &found->second);
   }
-  if (!verify(st, d, entries)) {
+  if (!verify(st, *job, entries)) {
     spdlog::warn("delivery rejected: signature missing or wrong ({} events)", d.events.size());
     answer(self, *job, make_error(ingest_errc::bad_signature));
     return;
@@ -257,8 +292,17 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
   for (size_t i = 0; i < d.events.size(); ++i) {
     const auto& ev = d.events[i];
     auto* ws = entries[i];
+    if (ev.phone_number_id.size() > max_phone_number_id_length) {
+      spdlog::warn("event {} ignored: its phone_number_id is {} bytes long (at most {})",
+                   ev.message_id.empty() ? "-" : ev.message_id.substr(0, max_type_length),
+                   ev.phone_number_id.size(), max_phone_number_id_length);
+      metrics::global().count_event(ev.event_type, write_outcome::ignored);
+      ++t->result.ignored;
+      continue;
+    }
     if (ev.kind == event_kind::unknown) {
-      if (st.unknown_types_logged.size() < max_remembered_ids
+      if (ev.event_type.size() <= max_type_length
+          && st.unknown_types_logged.size() < max_logged_types
           && st.unknown_types_logged.insert(ev.event_type).second)
         spdlog::info("event type '{}' is not handled: accepted and ignored", ev.event_type);
       metrics::global().count_event(ev.event_type, write_outcome::ignored);
@@ -267,7 +311,7 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
     }
     if (ws == nullptr || !ws->known) {
       // Bounded: ids come from the network, not from our own tables.
-      if (st.unknown_logged.size() >= max_remembered_ids)
+      if (st.unknown_logged.size() >= max_unknown_ids)
         st.unknown_logged.clear();
       auto& logged = st.unknown_logged[ev.phone_number_id];
       if (logged == clock_type::time_point{} || now - logged >= st.cfg.unknown_log_period) {
@@ -316,21 +360,30 @@ void wake(router_actor* self, const std::vector<std::string>& ids, bool ok) {
 
 void look_up(router_actor* self, std::vector<std::string> ids) {
   auto& st = self->state;
-  self->request(st.directory, st.cfg.actor_timeout, resolve_atom::value, ids)
+  // The directory's own deadline is actor_timeout; the margin lets its
+  // answer arrive rather than racing it.
+  self->request(st.directory, st.cfg.actor_timeout + std::chrono::milliseconds(500),
+                resolve_atom::value, ids)
     .then(
       [=](std::vector<workspace_info>& found) {
         auto& st = self->state;
         auto now = self->clock().now();
-        if (st.workspaces.size() + ids.size() > max_remembered_ids)
+        st.directory_failed_at = {};
+        if (st.unknown_entries + ids.size() > max_unknown_ids)
           forget_unknown_workspaces(st);
         for (const auto& id : ids) {
-          auto& entry = st.workspaces[id];
+          auto [it, added] = st.workspaces.try_emplace(id);
+          auto& entry = it->second;
+          if (added || entry.known)
+            ++st.unknown_entries;
           entry.known = false;
           entry.info = workspace_info{};
           entry.fetched = now;
         }
         for (auto& info : found) {
           auto& entry = st.workspaces[info.phone_number_id];
+          if (!entry.known)
+            --st.unknown_entries;
           entry.known = true;
           entry.info = std::move(info);
         }
@@ -341,6 +394,7 @@ void look_up(router_actor* self, std::vector<std::string> ids) {
         // PostgreSQL is away: a workspace we knew keeps working from the
         // cache (its events may go to the spool); unknown ones cannot.
         auto& st = self->state;
+        st.directory_failed_at = self->clock().now();
         std::vector<std::string> stale_ok;
         std::vector<std::string> failed;
         for (const auto& id : ids) {
@@ -368,13 +422,30 @@ void start(router_actor* self, const std::shared_ptr<delivery_job>& job) {
     self->delayed_send(self, deadline_sweep_period, sweep_atom::value);
   }
   std::vector<std::string> to_fetch;
+  // A delivery that a global secret signs may look its workspaces up; one
+  // that no global secret signs can only be valid for a workspace with a
+  // secret of its own, so its look-ups of ids we do not know are rate
+  // limited: an unsigned flood cannot crowd out signed traffic.
+  if (!st.cfg.webhook_secrets.empty())
+    job->global_signed = signature_ok(*job->d, st.cfg.webhook_secrets);
+  bool global_signed = job->global_signed.value_or(false);
+  bool directory_down = st.directory_failed_at != caf::actor_clock::time_point{}
+                        && now - st.directory_failed_at < directory_down_hold;
+  bool throttled = false;
   for (const auto& ev : job->d->events) {
     const auto& id = ev.phone_number_id;
+    if (id.size() > max_phone_number_id_length)
+      continue; // ignored by process()
     auto found = st.workspaces.find(id);
-    bool fresh = found != st.workspaces.end()
-                 && now - found->second.fetched < st.cfg.workspace_cache_ttl;
-    if (fresh)
+    bool known = found != st.workspaces.end();
+    if (known && now - found->second.fetched < st.cfg.workspace_cache_ttl)
       continue;
+    if (known && found->second.known && directory_down)
+      continue; // its last known entry serves while the database is away
+    if (!known && !global_signed && !take_lookup_token(st, now)) {
+      throttled = true;
+      break;
+    }
     // Stale, known or not: ask the database before using it, so a new,
     // changed or re-created workspace takes effect within the TTL.
     auto& jobs = st.waiting[id];
@@ -387,6 +458,12 @@ void start(router_actor* self, const std::shared_ptr<delivery_job>& job) {
   }
   if (!to_fetch.empty())
     look_up(self, std::move(to_fetch));
+  if (throttled) {
+    spdlog::warn("delivery refused (503): look-ups of unknown phone_number_ids for deliveries "
+                 "no global secret signs are over router.lookup-rate");
+    answer(self, *job, make_error(ingest_errc::overloaded));
+    return;
+  }
   if (job->lookups_left == 0)
     process(self, job);
 }

@@ -32,6 +32,10 @@ struct router_state {
   caf::actor directory;
   std::vector<caf::actor> writers;
   std::unordered_map<std::string, workspace_entry> workspaces; // by phone_number_id
+  size_t unknown_entries = 0; // of `workspaces`: ids that matched no workspace
+  caf::actor_clock::time_point directory_failed_at; // last failed look-up; {} = none
+  double lookup_tokens = 0;   // router.lookup-rate bucket
+  caf::actor_clock::time_point lookup_tokens_at;
   std::unordered_map<std::string, std::vector<std::shared_ptr<delivery_job>>> waiting;
   std::unordered_map<conversation_key, caf::actor, conversation_key_hash> conversations;
   std::unordered_map<caf::actor_addr, conversation_key> key_of;

@@ -104,6 +104,10 @@ constexpr size_t phone_cache_capacity = 65536;
 } // namespace
 
 std::string normalise_phone(std::string_view raw, const std::string& default_region) {
+  // Only what can be a phone number is remembered, so the cache is bounded
+  // in bytes as well as entries whatever arrives on the wire.
+  if (raw.size() > max_raw_length)
+    return normalise_uncached(raw, default_region);
   thread_local std::unordered_map<std::string, std::string> cache;
   std::string key;
   key.reserve(raw.size() + default_region.size() + 1);

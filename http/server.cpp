@@ -2,7 +2,11 @@
 // touched here, the request handle never leaves this file's closures.
 #include "http/server.hpp"
 
+#include <dirent.h>
+#include <sys/resource.h>
+
 #include <mutex>
+#include <optional>
 #include <unordered_map>
 #include <vector>
 
@@ -56,10 +60,17 @@ restinio::request_handling_status_t send(const request_handle& req, std::string_
 // request handles stay here; the router sees only the ticket.
 class waiting_deliveries {
 public:
-  uint64_t add(request_handle req, size_t events) {
+  // Takes a delivery of `bytes` of body unless that would pass either bound;
+  // nullopt then (the caller answers 503).
+  std::optional<uint64_t> add(request_handle req, size_t events, size_t bytes,
+                              size_t max_deliveries, size_t max_bytes) {
     std::lock_guard<std::mutex> guard{mutex_};
+    if (waiting_.size() >= max_deliveries || bytes_ + bytes > max_bytes)
+      return std::nullopt;
     auto ticket = next_ticket_++;
-    waiting_.emplace(ticket, entry{std::move(req), std::chrono::steady_clock::now(), events});
+    waiting_.emplace(ticket,
+                     entry{std::move(req), std::chrono::steady_clock::now(), events, bytes});
+    bytes_ += bytes;
     ++in_flight_;
     metrics::global().in_flight_deliveries++;
     return ticket;
@@ -75,6 +86,7 @@ public:
         return;
       e = std::move(found->second);
       waiting_.erase(found);
+      bytes_ -= e.bytes;
     }
     send(e.req, "webhook", a);
     --in_flight_;
@@ -105,18 +117,57 @@ private:
     request_handle req;
     std::chrono::steady_clock::time_point started;
     size_t events = 0;
+    size_t bytes = 0;
   };
 
   std::mutex mutex_;
   std::unordered_map<uint64_t, entry> waiting_;
+  size_t bytes_ = 0; // body bytes of the waiting deliveries
   uint64_t next_ticket_ = 0;
   std::atomic<size_t> in_flight_{0};
+};
+
+// Descriptors open in this process right now.
+size_t open_descriptors() {
+  size_t n = 0;
+  if (DIR* dir = ::opendir("/proc/self/fd")) {
+    while (auto* entry = ::readdir(dir))
+      if (entry->d_name[0] != '.')
+        ++n;
+    ::closedir(dir);
+  }
+  return n;
+}
+
+// Descriptors kept free for everything that is not a client connection:
+// database connections and their reconnects, spool and snapshot files,
+// the readiness probe.
+constexpr size_t reserved_descriptors = 32;
+
+// RESTinio stops accepting for good after an accept error such as EMFILE,
+// so the server never lets client connections use up the descriptors:
+// at most the descriptor limit minus what is open now and a reserve.
+size_t connection_limit(size_t configured) {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
+    return configured;
+  auto used = open_descriptors() + reserved_descriptors;
+  auto available = limit.rlim_cur > used ? static_cast<size_t>(limit.rlim_cur - used) : 0;
+  if (available < 1)
+    throw std::runtime_error("the descriptor limit (" + std::to_string(limit.rlim_cur)
+                             + ") leaves no room for client connections");
+  return std::min(configured, available);
+}
+
+struct connection_limited_traits
+  : restinio::traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t> {
+  static constexpr bool use_connection_count_limiter = true;
 };
 
 } // namespace
 
 struct http_server::impl {
-  using traits = restinio::traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t>;
+  using traits = connection_limited_traits;
 
   caf::actor_system& sys;
   caf::actor router;
@@ -248,6 +299,8 @@ struct http_server::impl {
       return send(req, "webhook",
                   answer_error(413, "body larger than " + std::to_string(cfg.body_limit) + " bytes"));
     }
+    // Cheap early refusal; the exact check is made when the delivery is
+    // registered below.
     if (waiting->in_flight() >= cfg.max_in_flight)
       return send(req, "webhook", answer_for(make_error(ingest_errc::overloaded)));
     delivery_headers headers;
@@ -267,9 +320,12 @@ struct http_server::impl {
     if (d->kapso_signature.empty())
       d->kapso_signature = std::string{header_or_empty(req, "X-Kapso-Signature")};
     d->hub_signature = std::string{header_or_empty(req, "X-Hub-Signature-256")};
-    auto ticket = waiting->add(req, d->events.size());
+    auto ticket = waiting->add(req, d->events.size(), d->body.size(), cfg.max_in_flight,
+                               cfg.max_in_flight_bytes);
+    if (!ticket)
+      return send(req, "webhook", answer_for(make_error(ingest_errc::overloaded)));
     // The router answers the gateway within cfg.request_timeout.
-    caf::send_as(gateway, router, ingest_atom::value, delivery_ptr{std::move(d)}, ticket);
+    caf::send_as(gateway, router, ingest_atom::value, delivery_ptr{std::move(d)}, *ticket);
     return restinio::request_accepted();
   }
 };
@@ -288,14 +344,23 @@ void http_server::start() {
   // Bodies a little over the limit are read so they can be answered 413;
   // far larger ones are cut off by RESTinio itself.
   auto hard_limit = std::max<std::uint64_t>(i.cfg.body_limit * 4, 64u << 20);
+  auto connections = connection_limit(i.cfg.max_connections);
+  if (connections < i.cfg.max_connections)
+    spdlog::warn("http.max-connections lowered from {} to {} to stay below the descriptor limit",
+                 i.cfg.max_connections, connections);
   i.server = restinio::run_async<impl::traits>(
     restinio::own_io_context(),
     restinio::server_settings_t<impl::traits>{}
       .port(i.cfg.port)
       .address(i.cfg.host)
       .max_pipelined_requests(16)
+      .max_parallel_connections(connections)
       .handle_request_timeout(i.cfg.request_timeout + std::chrono::seconds(1))
-      .read_next_http_message_timelimit(std::chrono::seconds(60))
+      // The whole next request (headers and body) must arrive within the
+      // idle timeout: idle keep-alive connections and slow-loris senders
+      // are closed and their slots freed.
+      .read_next_http_message_timelimit(i.cfg.idle_timeout)
+      .write_http_response_timelimit(std::chrono::seconds(10))
       .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}.max_body_size(hard_limit))
       .request_handler([&i](request_handle req) { return i.handle(std::move(req)); }),
     i.cfg.http_threads);
@@ -307,6 +372,10 @@ void http_server::begin_shutdown() {
 
 size_t http_server::in_flight() const {
   return impl_->waiting->in_flight();
+}
+
+size_t http_server::fail_waiting() {
+  return impl_->waiting->fail_all(answer_for(make_error(ingest_errc::shutting_down)));
 }
 
 void http_server::stop() {

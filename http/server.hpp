@@ -26,6 +26,9 @@ public:
   // Deliveries accepted and not yet answered.
   size_t in_flight() const;
 
+  // Answers every delivery still waiting with 503; how many there were.
+  size_t fail_waiting();
+
   // Stops listening and closes connections.
   void stop();
 
