@@ -55,11 +55,15 @@ std::vector<write_outcome> commit_with_retries(writer_actor* self,
                                                const std::vector<routed_event>& batch,
                                                pg_deadline deadline) {
   auto& st = self->state;
-  bool ids_forgotten = false;
+  bool retried_once = false;
   for (int attempt = 0;; ++attempt) {
     try {
       auto started = clock_type::now();
-      auto result = st.store->commit_batch(batch, deadline);
+      std::vector<batch_entry> entries;
+      entries.reserve(batch.size());
+      for (const auto& r : batch)
+        entries.push_back({&r.ev, r.workspace_id, r.ev.timestamp});
+      auto result = st.store->commit_batch(entries, deadline);
       metrics::global().commit_seconds.observe(
         std::chrono::duration<double>(clock_type::now() - started).count());
       metrics::global().batch_size.observe(static_cast<double>(batch.size()));
@@ -87,11 +91,10 @@ std::vector<write_outcome> commit_with_retries(writer_actor* self,
         }
         throw database_unavailable(std::string{"conflicts outlasted their retries: "} + e.what());
       }
-      if (!ids_forgotten) {
-        // Perhaps a cached conversation was deleted by another application:
-        // look the ids up again before blaming an event.
-        st.store->forget_cached_ids();
-        ids_forgotten = true;
+      if (!retried_once) {
+        // Perhaps a conversation was deleted by another application while
+        // the batch was written: the next attempt creates it again.
+        retried_once = true;
         continue;
       }
       if (batch.size() == 1) {

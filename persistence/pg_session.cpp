@@ -255,6 +255,77 @@ pg_rows pg_session::exec_prepared(const std::string& name, const std::vector<pg_
   return collect_(deadline, name.c_str());
 }
 
+size_t pg_pipeline::add(const std::string& prepared, std::vector<std::string> binary_params) {
+  calls_.push_back(call{&prepared, std::move(binary_params)});
+  return calls_.size() - 1;
+}
+
+std::vector<pg_rows> pg_session::run(const pg_pipeline& pipeline, pg_deadline deadline) {
+  connect(deadline);
+  if (PQenterPipelineMode(conn_) != 1)
+    fail_connection_("entering pipeline mode");
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+  std::vector<int> formats;
+  for (const auto& c : pipeline.calls_) {
+    values.clear();
+    lengths.clear();
+    for (const auto& p : c.params) {
+      values.push_back(p.data());
+      lengths.push_back(static_cast<int>(p.size()));
+    }
+    formats.assign(c.params.size(), 1);
+    if (PQsendQueryPrepared(conn_, c.name->c_str(), static_cast<int>(c.params.size()),
+                            values.data(), lengths.data(), formats.data(), 0)
+        != 1)
+      fail_connection_("sending " + *c.name);
+  }
+  // Sync ends the implicit transaction around the statements: COMMIT when
+  // all succeeded, ROLLBACK otherwise.
+  if (PQpipelineSync(conn_) != 1)
+    fail_connection_("sending a pipeline");
+  std::vector<pg_rows> answers;
+  answers.reserve(pipeline.size());
+  std::optional<db_error> failure;
+  auto take_error = [&](PGresult* result) {
+    if (failure)
+      return;
+    const char* state = PQresultErrorField(result, PG_DIAG_SQLSTATE);
+    std::string message = PQresultErrorMessage(result);
+    while (!message.empty() && (message.back() == '\n' || message.back() == ' '))
+      message.pop_back();
+    failure.emplace(state != nullptr ? state : "", message, false);
+  };
+  for (size_t i = 0; i < pipeline.size(); ++i) {
+    pg_rows answer;
+    for (;;) {
+      wait_for_result_(deadline, "a pipeline");
+      PGresult* result = PQgetResult(conn_);
+      if (result == nullptr)
+        break;
+      if (PQresultStatus(result) == PGRES_FATAL_ERROR)
+        take_error(result);
+      answer = pg_rows{result};
+    }
+    answers.push_back(std::move(answer));
+  }
+  for (;;) {
+    wait_for_result_(deadline, "a pipeline");
+    PGresult* result = PQgetResult(conn_);
+    if (result == nullptr)
+      fail_connection_("a pipeline");
+    auto status = PQresultStatus(result);
+    PQclear(result);
+    if (status == PGRES_PIPELINE_SYNC)
+      break;
+  }
+  if (PQexitPipelineMode(conn_) != 1)
+    fail_connection_("leaving pipeline mode");
+  if (failure)
+    throw *failure;
+  return answers;
+}
+
 pg_rows pg_session::exec(const std::string& sql, pg_deadline deadline) {
   if (conn_ == nullptr)
     connect(deadline);

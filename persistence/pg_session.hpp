@@ -67,6 +67,27 @@ private:
 // A parameter in text format; nullopt is SQL NULL.
 using pg_param = std::optional<std::string_view>;
 
+// The statements of one transaction, sent together and answered together:
+// one network round trip however many there are. A statement sees what the
+// ones before it wrote; an error in any rolls all of them back.
+class pg_pipeline {
+public:
+  // A prepared statement whose parameters are all in PostgreSQL's binary
+  // format (e.g. arrays built by pg_array); returns its index in the answer.
+  size_t add(const std::string& prepared, std::vector<std::string> binary_params);
+
+  bool empty() const noexcept { return calls_.empty(); }
+  size_t size() const noexcept { return calls_.size(); }
+
+private:
+  friend class pg_session;
+  struct call {
+    const std::string* name;
+    std::vector<std::string> params;
+  };
+  std::vector<call> calls_;
+};
+
 struct pg_session_options {
   std::string conninfo; // URL or key=value string; several hosts are fine
   std::chrono::milliseconds statement_timeout{2000}; // server side
@@ -99,6 +120,11 @@ public:
 
   // Runs one or more SQL statements without parameters; the rows of the last.
   pg_rows exec(const std::string& sql, pg_deadline deadline);
+
+  // Runs `pipeline` as one transaction (committed when this returns); the
+  // rows of each statement, in order. Throws the first statement's error
+  // (nothing committed then) or db_timeout (outcome unknown).
+  std::vector<pg_rows> run(const pg_pipeline& pipeline, pg_deadline deadline);
 
 private:
   void wait_for_result_(pg_deadline deadline, const char* what);

@@ -1,7 +1,8 @@
-// The SQL text of every named statement. Batch statements take one JSON
-// array parameter read with jsonb_to_recordset, so a whole batch is one
-// round trip per step whatever its size.
+// The SQL text of every statement. Batch statements read one binary array
+// per column with unnest(); a whole batch is one parameter set per step.
 #include "persistence/statements.hpp"
+
+#include <array>
 
 namespace kapso::sql {
 
@@ -18,12 +19,6 @@ const char* const select_applied_migrations
 const char* const record_migration
   = "INSERT INTO kapso_schema_migrations (name) VALUES ($1) ON CONFLICT DO NOTHING";
 
-const char* const find_workspaces = R"(
-SELECT id::text, kapso_phone_id, coalesce(kapso_webhook_secret, '')
-FROM workspaces
-WHERE kapso_phone_id IN (SELECT json_array_elements_text($1::json))
-ORDER BY created_at, id)";
-
 const char* const register_workspace = R"(
 INSERT INTO workspaces (name, slug, kapso_phone_id, kapso_webhook_secret)
 VALUES ($1, $2, $3, NULLIF($4, ''))
@@ -32,11 +27,31 @@ SET name = EXCLUDED.name, kapso_phone_id = EXCLUDED.kapso_phone_id,
     kapso_webhook_secret = EXCLUDED.kapso_webhook_secret, updated_at = now()
 RETURNING id::text)";
 
+
+namespace {
+
+// A contact and its conversation by (workspace_id, contact key), each one
+// index probe per row: LATERAL ... LIMIT 1 keeps it so whatever the planner
+// believes about the tables' sizes (a hash join over a large table would
+// scan all of it for a batch of a few rows).
+#define KAPSO_CONVERSATION_OF(alias)                                              \
+  "  CROSS JOIN LATERAL (SELECT x.id FROM contacts x\n"                           \
+  "    WHERE x.workspace_id = " alias ".workspace_id AND x.phone = " alias ".phone" \
+  " LIMIT 1) c\n"                                                                \
+  "  CROSS JOIN LATERAL (SELECT y.id FROM conversations y\n"                      \
+  "    WHERE y.workspace_id = " alias ".workspace_id AND y.contact_id = c.id"     \
+  " LIMIT 1) v\n"
+
+const char* const find_workspaces = R"(
+SELECT id::text, kapso_phone_id, coalesce(kapso_webhook_secret, '')
+FROM workspaces
+WHERE kapso_phone_id = ANY ($1::text[])
+ORDER BY created_at, id)";
+
 const char* const find_contacts_by_bsuid = R"(
 SELECT c.workspace_id::text, i.bsuid, c.phone
-FROM contacts c
-JOIN jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, bsuid text)
-  ON c.workspace_id = i.workspace_id
+FROM unnest($1::uuid[], $2::text[]) AS i(workspace_id, bsuid)
+JOIN contacts c ON c.workspace_id = i.workspace_id
  AND c.metadata ? 'business_scoped_user_id'
  AND c.metadata ->> 'business_scoped_user_id' = i.bsuid)";
 
@@ -44,54 +59,49 @@ JOIN jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, bsuid text)
 // the two, unless a contact with that phone exists already.
 const char* const link_bsuid_contacts = R"(
 UPDATE contacts c SET phone = i.phone, updated_at = now()
-FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, phone text, bsuid_key text)
+FROM unnest($1::uuid[], $2::text[], $3::text[]) AS i(workspace_id, phone, bsuid_key)
 WHERE c.workspace_id = i.workspace_id AND c.phone = i.bsuid_key
   AND NOT EXISTS (SELECT 1 FROM contacts o
                   WHERE o.workspace_id = i.workspace_id AND o.phone = i.phone))";
 
-// Rows are locked in key order so concurrent batches cannot deadlock; a row
-// is only rewritten when it gains a name or an identity.
+// New contacts are inserted (in key order, so concurrent batches cannot
+// deadlock); an existing row is rewritten only when it gains a name or an
+// identity — ON CONFLICT DO UPDATE would lock and rewrite every one.
 const char* const upsert_contacts = R"(
-INSERT INTO contacts AS c (workspace_id, phone, name, metadata)
-SELECT i.workspace_id, i.phone, NULLIF(i.name, ''),
-       CASE WHEN coalesce(i.bsuid, '') = '' THEN '{}'::jsonb
-            ELSE jsonb_build_object('business_scoped_user_id', i.bsuid) END
-FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, phone text, name text, bsuid text)
-ORDER BY i.workspace_id, i.phone
-ON CONFLICT (workspace_id, phone) DO UPDATE
-SET name = CASE WHEN coalesce(c.name, '') = '' THEN coalesce(EXCLUDED.name, c.name)
-                ELSE c.name END,
-    metadata = coalesce(c.metadata, '{}'::jsonb) || EXCLUDED.metadata,
-    updated_at = now()
-WHERE (coalesce(c.name, '') = '' AND EXCLUDED.name IS NOT NULL)
-   OR NOT (coalesce(c.metadata, '{}'::jsonb) @> EXCLUDED.metadata))";
-
-// LATERAL ... LIMIT 1 keeps these as one index probe per row whatever the
-// planner believes about the tables' sizes (a hash join over a large table
-// would scan all of it for a batch of a few rows).
-const char* const select_contacts = R"(
-SELECT c.id::text, c.workspace_id::text, c.phone, c.named
-FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, phone text)
-CROSS JOIN LATERAL (
-  SELECT x.id, x.workspace_id, x.phone, coalesce(x.name, '') <> '' AS named
-  FROM contacts x
-  WHERE x.workspace_id = i.workspace_id AND x.phone = i.phone
-  LIMIT 1) c)";
+WITH i AS (
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])
+    AS i(workspace_id, phone, name, bsuid)),
+ins AS (
+  INSERT INTO contacts (workspace_id, phone, name, metadata)
+  SELECT i.workspace_id, i.phone, i.name,
+         CASE WHEN i.bsuid IS NULL THEN '{}'::jsonb
+              ELSE jsonb_build_object('business_scoped_user_id', i.bsuid) END
+  FROM i ORDER BY i.workspace_id, i.phone
+  ON CONFLICT (workspace_id, phone) DO NOTHING
+  RETURNING 1)
+UPDATE contacts c SET
+  name = CASE WHEN coalesce(c.name, '') = '' THEN coalesce(u.name, c.name) ELSE c.name END,
+  metadata = CASE WHEN u.bsuid IS NULL THEN c.metadata
+             ELSE coalesce(c.metadata, '{}'::jsonb)
+                  || jsonb_build_object('business_scoped_user_id', u.bsuid) END,
+  updated_at = now()
+FROM (SELECT x.id, i.name, i.bsuid FROM i
+      CROSS JOIN LATERAL (SELECT id FROM contacts x
+        WHERE x.workspace_id = i.workspace_id AND x.phone = i.phone LIMIT 1) x) u
+WHERE c.id = u.id
+  AND ((coalesce(c.name, '') = '' AND u.name IS NOT NULL)
+       OR (u.bsuid IS NOT NULL
+           AND NOT (coalesce(c.metadata, '{}'::jsonb)
+                    @> jsonb_build_object('business_scoped_user_id', u.bsuid)))))";
 
 const char* const insert_conversations = R"(
 INSERT INTO conversations (workspace_id, contact_id)
-SELECT i.workspace_id, i.contact_id
-FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, contact_id uuid)
-ORDER BY i.workspace_id, i.contact_id
+SELECT i.workspace_id, c.id
+FROM unnest($1::uuid[], $2::text[]) AS i(workspace_id, phone)
+CROSS JOIN LATERAL (SELECT x.id FROM contacts x
+  WHERE x.workspace_id = i.workspace_id AND x.phone = i.phone LIMIT 1) c
+ORDER BY i.workspace_id, c.id
 ON CONFLICT (workspace_id, contact_id) DO NOTHING)";
-
-const char* const select_conversations = R"(
-SELECT v.id::text, v.workspace_id::text, v.contact_id::text
-FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, contact_id uuid)
-CROSS JOIN LATERAL (
-  SELECT x.id, x.workspace_id, x.contact_id FROM conversations x
-  WHERE x.workspace_id = i.workspace_id AND x.contact_id = i.contact_id
-  LIMIT 1) v)";
 
 // Messages and their conversations' inbox metadata in one statement: only
 // rows really inserted count, so a retried batch changes nothing. Commutative:
@@ -99,27 +109,33 @@ CROSS JOIN LATERAL (
 // preview bytes) than the one shown, so any arrival order and any number of
 // writers end in the same row. The UPDATE re-reads a row another writer
 // changed meanwhile (READ COMMITTED), so concurrent additions are not lost.
-const char* const insert_messages = R"(
-WITH i AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb) AS i(
-    conversation_id uuid, workspace_id uuid, direction text, sender_type text,
-    content text, message_type text, media_url text, kapso_message_id text,
-    metadata jsonb, ts bigint, status text, preview text)),
-ins AS (
+// A message whose conversation cannot be found (deleted meanwhile by another
+// application) comes back as 'unresolved'.
+const char* const insert_messages =
+  "WITH i AS (\n"
+  "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],\n"
+  "                       $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::int8[],\n"
+  "                       $11::text[], $12::text[])\n"
+  "    AS i(workspace_id, phone, direction, sender_type, content, message_type, media_url,\n"
+  "         kapso_message_id, metadata, ts, status, preview)),\n"
+  "r AS (\n"
+  "  SELECT i.*, v.id AS conversation_id FROM i\n"
+  KAPSO_CONVERSATION_OF("i")
+  "),\n"
+  R"(ins AS (
   INSERT INTO messages (conversation_id, workspace_id, direction, sender_type,
                         content, message_type, media_url, kapso_message_id,
                         metadata, created_at, status)
-  SELECT i.conversation_id, i.workspace_id, i.direction, i.sender_type,
-         NULLIF(i.content, ''), i.message_type, NULLIF(i.media_url, ''),
-         i.kapso_message_id, coalesce(i.metadata, '{}'::jsonb),
-         to_timestamp(i.ts), NULLIF(i.status, '')
-  FROM i ORDER BY i.workspace_id, i.kapso_message_id
+  SELECT r.conversation_id, r.workspace_id, r.direction, r.sender_type,
+         r.content, r.message_type, r.media_url, r.kapso_message_id,
+         coalesce(r.metadata, '{}'::jsonb), to_timestamp(r.ts), r.status
+  FROM r ORDER BY r.workspace_id, r.kapso_message_id
   ON CONFLICT (workspace_id, kapso_message_id) DO NOTHING
   RETURNING workspace_id, kapso_message_id, conversation_id, direction),
 fresh AS (
-  SELECT ins.conversation_id, ins.direction, i.ts, coalesce(i.preview, '') AS preview
-  FROM ins JOIN i ON i.workspace_id = ins.workspace_id
-                 AND i.kapso_message_id = ins.kapso_message_id),
+  SELECT ins.conversation_id, ins.direction, r.ts, r.preview
+  FROM ins JOIN r ON r.workspace_id = ins.workspace_id
+                 AND r.kapso_message_id = ins.kapso_message_id),
 delta AS (
   SELECT DISTINCT ON (conversation_id) conversation_id, ts, preview,
          count(*) FILTER (WHERE direction = 'inbound')
@@ -142,42 +158,59 @@ upd AS (
     updated_at = now()
   FROM delta d WHERE v.id = d.conversation_id
   RETURNING 1)
-SELECT ins.workspace_id::text, ins.kapso_message_id, ins.direction,
-       (SELECT count(*) FROM upd)
-FROM ins)";
+SELECT ins.workspace_id::text, ins.kapso_message_id, ins.direction FROM ins
+UNION ALL
+SELECT i.workspace_id::text, i.kapso_message_id, 'unresolved' FROM i
+WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.workspace_id = i.workspace_id
+                                    AND r.kapso_message_id = i.kapso_message_id))";
 
 // Conversations closed by whatsapp.conversation.ended.
-const char* const close_conversations = R"(
-UPDATE conversations SET status = 'closed', updated_at = now()
-WHERE id IN (SELECT json_array_elements_text($1::json)::uuid)
-  AND status IS DISTINCT FROM 'closed')";
+const char* const close_conversations =
+  "UPDATE conversations SET status = 'closed', updated_at = now()\n"
+  "WHERE id IN (\n"
+  "  SELECT v.id FROM unnest($1::uuid[], $2::text[]) AS i(workspace_id, phone)\n"
+  KAPSO_CONVERSATION_OF("i")
+  ") AND status IS DISTINCT FROM 'closed'";
 
-const char* const advance_statuses = R"(
+// The highest status of each message moves it forward (never back; failed
+// keeps its error); every status of a message not stored yet waits in
+// kapso_pending_statuses, so a failed status's error survives whichever
+// arrives first. Per message: (workspace, id, advanced, found).
+const char* const write_statuses = R"(
 WITH i AS (
-  SELECT * FROM jsonb_to_recordset($1::jsonb)
-    AS i(workspace_id uuid, kapso_message_id text, status text, error jsonb)),
+  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::jsonb[])
+    AS i(workspace_id, kapso_message_id, status, error)),
+best AS (
+  SELECT DISTINCT ON (workspace_id, kapso_message_id)
+         workspace_id, kapso_message_id, status, error
+  FROM i ORDER BY workspace_id, kapso_message_id, kapso_status_rank(status) DESC),
+m AS (
+  SELECT b.workspace_id, b.kapso_message_id, x.id FROM best b
+  CROSS JOIN LATERAL (SELECT x.id FROM messages x
+    WHERE x.workspace_id = b.workspace_id AND x.kapso_message_id = b.kapso_message_id
+    LIMIT 1) x),
 upd AS (
-  UPDATE messages m SET status = i.status,
-    metadata = CASE WHEN i.error IS NULL THEN m.metadata
-               ELSE coalesce(m.metadata, '{}'::jsonb)
-                    || jsonb_build_object('error', i.error) END
-  FROM i
-  WHERE m.workspace_id = i.workspace_id AND m.kapso_message_id = i.kapso_message_id
-    AND kapso_status_rank(i.status) > kapso_status_rank(m.status)
-  RETURNING m.workspace_id, m.kapso_message_id)
-SELECT i.workspace_id::text, i.kapso_message_id,
-  EXISTS (SELECT 1 FROM upd WHERE upd.workspace_id = i.workspace_id
-                              AND upd.kapso_message_id = i.kapso_message_id),
-  EXISTS (SELECT 1 FROM messages m WHERE m.workspace_id = i.workspace_id
-                                     AND m.kapso_message_id = i.kapso_message_id)
-FROM i)";
-
-const char* const insert_pending_statuses = R"(
-INSERT INTO kapso_pending_statuses (workspace_id, kapso_message_id, status, error)
-SELECT i.workspace_id, i.kapso_message_id, i.status, i.error
-FROM jsonb_to_recordset($1::jsonb)
-  AS i(workspace_id uuid, kapso_message_id text, status text, error jsonb)
-ON CONFLICT DO NOTHING)";
+  UPDATE messages msg SET status = b.status,
+    metadata = CASE WHEN b.error IS NULL THEN msg.metadata
+               ELSE coalesce(msg.metadata, '{}'::jsonb)
+                    || jsonb_build_object('error', b.error) END
+  FROM best b JOIN m ON m.workspace_id = b.workspace_id
+                    AND m.kapso_message_id = b.kapso_message_id
+  WHERE msg.id = m.id AND kapso_status_rank(b.status) > kapso_status_rank(msg.status)
+  RETURNING msg.workspace_id, msg.kapso_message_id),
+pending AS (
+  INSERT INTO kapso_pending_statuses (workspace_id, kapso_message_id, status, error)
+  SELECT i.workspace_id, i.kapso_message_id, i.status, i.error FROM i
+  WHERE NOT EXISTS (SELECT 1 FROM m WHERE m.workspace_id = i.workspace_id
+                                      AND m.kapso_message_id = i.kapso_message_id)
+  ON CONFLICT DO NOTHING
+  RETURNING 1)
+SELECT b.workspace_id::text, b.kapso_message_id,
+  EXISTS (SELECT 1 FROM upd u WHERE u.workspace_id = b.workspace_id
+                                AND u.kapso_message_id = b.kapso_message_id),
+  EXISTS (SELECT 1 FROM m WHERE m.workspace_id = b.workspace_id
+                            AND m.kapso_message_id = b.kapso_message_id)
+FROM best b)";
 
 #define KAPSO_APPLY_PENDING_TAIL                                               \
   "best AS (\n"                                                                \
@@ -206,8 +239,8 @@ ON CONFLICT DO NOTHING)";
 
 const char* const apply_pending_statuses =
   "WITH i AS (\n"
-  "  SELECT DISTINCT * FROM jsonb_to_recordset($1::jsonb)\n"
-  "    AS i(workspace_id uuid, kapso_message_id text)),\n"
+  "  SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[])\n"
+  "    AS i(workspace_id, kapso_message_id)),\n"
   KAPSO_APPLY_PENDING_TAIL;
 
 // Housekeeping: statuses whose message arrived while their own transaction
@@ -223,5 +256,48 @@ const char* const apply_all_pending_statuses =
   KAPSO_APPLY_PENDING_TAIL;
 
 #undef KAPSO_APPLY_PENDING_TAIL
+#undef KAPSO_CONVERSATION_OF
+
+struct statement_text {
+  statement id;
+  const char* name;
+  const char* text;
+};
+
+// Every prepared statement, in the order of the enum.
+const statement_text statements[] = {
+  {statement::find_workspaces, "find_workspaces", find_workspaces},
+  {statement::find_contacts_by_bsuid, "find_contacts_by_bsuid", find_contacts_by_bsuid},
+  {statement::link_bsuid_contacts, "link_bsuid_contacts", link_bsuid_contacts},
+  {statement::upsert_contacts, "upsert_contacts", upsert_contacts},
+  {statement::insert_conversations, "insert_conversations", insert_conversations},
+  {statement::insert_messages, "insert_messages", insert_messages},
+  {statement::close_conversations, "close_conversations", close_conversations},
+  {statement::write_statuses, "write_statuses", write_statuses},
+  {statement::apply_pending_statuses, "apply_pending_statuses", apply_pending_statuses},
+  {statement::apply_all_pending_statuses, "apply_all_pending_statuses",
+   apply_all_pending_statuses},
+};
+static_assert(sizeof(statements) / sizeof(statements[0]) == statement_count,
+              "every statement has a text");
+
+} // namespace
+
+const std::string& name_of(statement s) {
+  static const auto names = [] {
+    std::array<std::string, statement_count> out;
+    for (const auto& entry : statements)
+      out[static_cast<size_t>(entry.id)] = entry.name;
+    return out;
+  }();
+  return names[static_cast<size_t>(s)];
+}
+
+const char* text_of(statement s) {
+  for (const auto& entry : statements)
+    if (entry.id == s)
+      return entry.text;
+  return nullptr;
+}
 
 } // namespace kapso::sql

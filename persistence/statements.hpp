@@ -1,34 +1,42 @@
 // Every SQL statement kapso-ingest runs (DDL lives in migrations/ only).
 #pragma once
 
+#include <cstddef>
+#include <string>
+
 namespace kapso::sql {
 
-// -- migrations ----------------------------------------------------------------
+// -- migrations (command-line tools, libpqxx) ---------------------------------------
 extern const char* const lock_migrations;
 extern const char* const unlock_migrations;
 extern const char* const create_migrations_table;
 extern const char* const migrations_table_exists;
 extern const char* const select_applied_migrations;
 extern const char* const record_migration;
-
-// -- workspaces ----------------------------------------------------------------
-extern const char* const find_workspaces;     // $1 json array of phone_number_ids
 extern const char* const register_workspace;  // $1 name $2 slug $3 phone id $4 secret
 
-// -- the batch write (one json recordset parameter each) -------------------------
-extern const char* const find_contacts_by_bsuid;
-extern const char* const link_bsuid_contacts;
-extern const char* const upsert_contacts;
-extern const char* const select_contacts;
-extern const char* const insert_conversations;
-extern const char* const select_conversations;
-extern const char* const insert_messages; // + the conversations' inbox metadata
-extern const char* const close_conversations;
-extern const char* const advance_statuses;
-extern const char* const insert_pending_statuses;
-extern const char* const apply_pending_statuses;  // $1 json [(workspace_id, kapso_message_id)]
-extern const char* const apply_all_pending_statuses;
+// -- prepared on every connection of the writers and the directory -----------------
+// Batch statements take one binary array per column (persistence/pg_array.hpp)
+// and read them with unnest(), so a batch is one parameter set per statement
+// whatever its size.
+enum class statement : size_t {
+  find_workspaces,          // phone_number_id[] -> (id, phone id, secret)
+  find_contacts_by_bsuid,   // (workspace_id[], bsuid[]) -> (workspace, bsuid, phone)
+  link_bsuid_contacts,      // (workspace_id[], phone[], bsuid_key[])
+  upsert_contacts,          // (workspace_id[], phone[], name[], bsuid[])
+  insert_conversations,     // (workspace_id[], phone[])
+  insert_messages,          // one array per message column -> inserted / unresolved
+  close_conversations,      // (workspace_id[], phone[])
+  write_statuses,           // (workspace_id[], message id[], status[], error[]) -> per message
+  apply_pending_statuses,   // (workspace_id[], message id[])
+  apply_all_pending_statuses,
+  count_
+};
 
-// -- health ------------------------------------------------------------------------
+constexpr size_t statement_count = static_cast<size_t>(statement::count_);
+
+// The name it is prepared under, and its text.
+const std::string& name_of(statement s);
+const char* text_of(statement s);
 
 } // namespace kapso::sql

@@ -1,5 +1,6 @@
 // The batch write: contacts, conversations, messages, statuses, inbox
-// metadata — a handful of set-based statements in one transaction.
+// metadata — one statement per step, all of them sent as one pipeline: one
+// transaction, one network round trip.
 #include "persistence/store.hpp"
 
 #include <pqxx/pqxx>
@@ -7,75 +8,242 @@
 #include <algorithm>
 #include <map>
 #include <set>
-#include <unordered_map>
 
-#include "persistence/inbox_rules.hpp"
-#include "persistence/json_rows.hpp"
+#include "persistence/batch_plan.hpp"
 #include "persistence/migrations.hpp"
+#include "persistence/pg_array.hpp"
 #include "persistence/statements.hpp"
 
 namespace kapso {
 
 namespace {
 
-// Statement names for prepare/exec_prepared.
-constexpr const char* find_contacts_by_bsuid_stmt = "find_contacts_by_bsuid";
-constexpr const char* link_bsuid_contacts_stmt = "link_bsuid_contacts";
-constexpr const char* upsert_contacts_stmt = "upsert_contacts";
-constexpr const char* select_contacts_stmt = "select_contacts";
-constexpr const char* insert_conversations_stmt = "insert_conversations";
-constexpr const char* select_conversations_stmt = "select_conversations";
-constexpr const char* insert_messages_stmt = "insert_messages";
-constexpr const char* close_conversations_stmt = "close_conversations";
-constexpr const char* advance_statuses_stmt = "advance_statuses";
-constexpr const char* insert_pending_statuses_stmt = "insert_pending_statuses";
-constexpr const char* apply_pending_statuses_stmt = "apply_pending_statuses";
-constexpr const char* find_workspaces_stmt = "find_workspaces";
-
-// Bounds the writer's id cache; past it the cache starts over.
-constexpr size_t max_known_conversations = 100000;
-
-bool needs_conversation(event_kind kind) {
-  switch (kind) {
-    case event_kind::message_received:
-    case event_kind::message_sent:
-    case event_kind::conversation_created:
-    case event_kind::conversation_ended:
-      return true;
-    default:
-      return false;
-  }
-}
-
-bool is_message(event_kind kind) {
-  return kind == event_kind::message_received || kind == event_kind::message_sent;
-}
-
+using sql::statement;
 using pair_key = std::pair<std::string, std::string>;
 
-// One (workspace_id, kapso_message_id, status, error) row of a status statement.
-void add_status_row(json_rows& rows, const pair_key& key, const event& ev) {
-  auto& row = rows.row()
-                .field("workspace_id", key.first)
-                .field("kapso_message_id", key.second)
-                .field("status", ev.status);
-  if (ev.status_error_json.empty())
-    row.null_field("error");
-  else
-    row.raw_field("error", ev.status_error_json);
+pair_key key_of(std::string_view workspace_id, std::string_view id) {
+  return {std::string{workspace_id}, std::string{id}};
 }
 
-struct contact_row {
-  std::string name;
-  std::string bsuid;
-};
+// Adds a workspace id to `ids`. Workspace ids come from our own table, so a
+// malformed one is a bug, not bad data.
+void add_workspace(pg_array& ids, std::string_view workspace_id) {
+  if (!ids.add_uuid(workspace_id))
+    throw std::logic_error("workspace id is not a UUID");
+}
+
+std::vector<std::string> columns(std::initializer_list<pg_array*> arrays) {
+  std::vector<std::string> out;
+  out.reserve(arrays.size());
+  for (auto* a : arrays)
+    out.push_back(std::move(*a).take());
+  return out;
+}
+
+// -- the steps: each adds its statement to the pipeline ---------------------------
+
+std::vector<std::string_view> resolve_bsuid_keys(pg_session& session,
+                                                 const std::vector<batch_entry>& entries,
+                                                 std::vector<std::string>& storage,
+                                                 pg_deadline deadline) {
+  std::vector<std::string_view> keys(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i)
+    keys[i] = entries[i].ev->contact_key;
+  auto lookups = bsuid_only_entries(entries);
+  if (lookups.empty())
+    return keys;
+  // A customer known only by a business-scoped id is found again under the
+  // phone it was linked to: a look-up before the batch.
+  pg_array ws{pg_type::uuid};
+  pg_array bsuid{pg_type::text};
+  for (auto i : lookups) {
+    add_workspace(ws, entries[i].workspace_id);
+    bsuid.add_text(entries[i].ev->contact_bsuid);
+  }
+  pg_pipeline lookup;
+  lookup.add(sql::name_of(statement::find_contacts_by_bsuid), columns({&ws, &bsuid}));
+  auto rows = std::move(session.run(lookup, deadline).front());
+  std::map<pair_key, std::string> phone_of;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    auto& slot = phone_of[key_of(rows.text(r, 0), rows.text(r, 1))];
+    // A real phone beats the placeholder key.
+    if (slot.empty() || slot.compare(0, 6, "bsuid:") == 0)
+      slot = std::string{rows.text(r, 2)};
+  }
+  storage.reserve(lookups.size());
+  for (auto i : lookups) {
+    auto found = phone_of.find(key_of(entries[i].workspace_id, entries[i].ev->contact_bsuid));
+    if (found != phone_of.end()) {
+      storage.push_back(found->second);
+      keys[i] = storage.back();
+    }
+  }
+  return keys;
+}
+
+void add_bsuid_links(pg_pipeline& pipeline, const batch_plan& plan) {
+  if (plan.bsuid_links.empty())
+    return;
+  pg_array ws{pg_type::uuid};
+  pg_array phone{pg_type::text};
+  pg_array bsuid_key{pg_type::text};
+  for (const auto& link : plan.bsuid_links) {
+    add_workspace(ws, link.workspace_id);
+    phone.add_text(link.phone);
+    bsuid_key.add_text(link.bsuid_key);
+  }
+  pipeline.add(sql::name_of(statement::link_bsuid_contacts), columns({&ws, &phone, &bsuid_key}));
+}
+
+void add_contacts_and_conversations(pg_pipeline& pipeline, const batch_plan& plan) {
+  if (plan.contacts.empty())
+    return;
+  pg_array ws{pg_type::uuid};
+  pg_array phone{pg_type::text};
+  pg_array name{pg_type::text};
+  pg_array bsuid{pg_type::text};
+  pg_array conv_ws{pg_type::uuid};
+  pg_array conv_phone{pg_type::text};
+  for (const auto& c : plan.contacts) {
+    add_workspace(ws, c.workspace_id);
+    phone.add_text(c.key);
+    name.add_text_or_null(c.name);
+    bsuid.add_text_or_null(c.bsuid);
+    add_workspace(conv_ws, c.workspace_id);
+    conv_phone.add_text(c.key);
+  }
+  pipeline.add(sql::name_of(statement::upsert_contacts), columns({&ws, &phone, &name, &bsuid}));
+  pipeline.add(sql::name_of(statement::insert_conversations), columns({&conv_ws, &conv_phone}));
+}
+
+std::optional<size_t> add_messages(pg_pipeline& pipeline, const batch_plan& plan,
+                                   const std::vector<batch_entry>& entries,
+                                   const std::vector<std::string_view>& keys) {
+  if (plan.messages.empty())
+    return std::nullopt;
+  pg_array ws{pg_type::uuid}, phone{pg_type::text}, direction{pg_type::text},
+    sender{pg_type::text}, content{pg_type::text}, type{pg_type::text}, media{pg_type::text},
+    id{pg_type::text}, metadata{pg_type::jsonb}, ts{pg_type::int8}, status{pg_type::text},
+    preview{pg_type::text};
+  for (auto i : plan.messages) {
+    const auto& e = entries[i];
+    const auto& ev = *e.ev;
+    add_workspace(ws, e.workspace_id);
+    phone.add_text(keys[i]);
+    direction.add_text(ev.direction);
+    sender.add_text(ev.sender_type);
+    content.add_text_or_null(ev.content);
+    type.add_text(ev.message_type.empty() ? std::string_view{"text"} : ev.message_type);
+    media.add_text_or_null(ev.media_url);
+    id.add_text(ev.message_id);
+    metadata.add_jsonb(ev.metadata_json.empty() ? std::string_view{"{}"} : ev.metadata_json);
+    ts.add_int8(e.timestamp);
+    status.add_text_or_null(ev.status);
+    preview.add_text(ev.preview);
+  }
+  return pipeline.add(sql::name_of(statement::insert_messages),
+                      columns({&ws, &phone, &direction, &sender, &content, &type, &media, &id,
+                               &metadata, &ts, &status, &preview}));
+}
+
+void add_closings(pg_pipeline& pipeline, const batch_plan& plan,
+                  const std::vector<batch_entry>& entries,
+                  const std::vector<std::string_view>& keys) {
+  if (plan.closings.empty())
+    return;
+  pg_array ws{pg_type::uuid};
+  pg_array phone{pg_type::text};
+  for (auto i : plan.closings) {
+    add_workspace(ws, entries[i].workspace_id);
+    phone.add_text(keys[i]);
+  }
+  pipeline.add(sql::name_of(statement::close_conversations), columns({&ws, &phone}));
+}
+
+std::optional<size_t> add_statuses(pg_pipeline& pipeline, const batch_plan& plan,
+                                   const std::vector<batch_entry>& entries) {
+  if (plan.statuses.empty())
+    return std::nullopt;
+  pg_array ws{pg_type::uuid};
+  pg_array id{pg_type::text};
+  pg_array status{pg_type::text};
+  pg_array error{pg_type::jsonb};
+  for (auto i : plan.statuses) {
+    const auto& ev = *entries[i].ev;
+    add_workspace(ws, entries[i].workspace_id);
+    id.add_text(ev.message_id);
+    status.add_text(ev.status);
+    error.add_jsonb(ev.status_error_json);
+  }
+  return pipeline.add(sql::name_of(statement::write_statuses),
+                      columns({&ws, &id, &status, &error}));
+}
+
+// Statuses that arrived before these outbound messages are applied in the
+// same transaction as the messages.
+void add_pending_for_outbound(pg_pipeline& pipeline, const batch_plan& plan,
+                              const std::vector<batch_entry>& entries) {
+  if (plan.outbound.empty())
+    return;
+  pg_array ws{pg_type::uuid};
+  pg_array id{pg_type::text};
+  for (auto i : plan.outbound) {
+    add_workspace(ws, entries[i].workspace_id);
+    id.add_text(entries[i].ev->message_id);
+  }
+  pipeline.add(sql::name_of(statement::apply_pending_statuses), columns({&ws, &id}));
+}
+
+// -- reading the answers -------------------------------------------------------------
+
+void read_messages(const pg_rows& rows, const batch_plan& plan,
+                   const std::vector<batch_entry>& entries, batch_result& result) {
+  std::set<pair_key> inserted;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    if (rows.text(r, 2) == "unresolved")
+      // Deleted by another application between the steps: the attempt is
+      // retried (the upserts create it again), or the event waits.
+      throw db_error("23503", "a conversation vanished while its batch was written", false);
+    inserted.insert(key_of(rows.text(r, 0), rows.text(r, 1)));
+  }
+  for (auto i : plan.messages)
+    if (inserted.count(key_of(entries[i].workspace_id, entries[i].ev->message_id)) == 0)
+      result.outcomes[i] = write_outcome::duplicate;
+}
+
+void read_statuses(const pg_rows& rows, const batch_plan& plan,
+                   const std::vector<batch_entry>& entries, batch_result& result) {
+  std::set<pair_key> stale;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    bool advanced = rows.boolean(r, 2);
+    bool found = rows.boolean(r, 3);
+    auto key = key_of(rows.text(r, 0), rows.text(r, 1));
+    if (found && !advanced)
+      stale.insert(std::move(key));
+    else if (!found)
+      result.pending.push_back(std::move(key));
+  }
+  for (auto i : plan.statuses)
+    if (stale.count(key_of(entries[i].workspace_id, entries[i].ev->message_id)) != 0)
+      result.outcomes[i] = write_outcome::duplicate;
+}
+
+pg_session_options session_options(std::string url, std::chrono::milliseconds statement_timeout) {
+  pg_session_options options;
+  options.conninfo = std::move(url);
+  options.statement_timeout = statement_timeout;
+  return options;
+}
 
 } // namespace
 
 failure_kind classify_sqlstate(const std::string& state) {
   if (state.size() != 5)
     return failure_kind::unavailable;
-  if (state == "40001" || state == "40P01")
+  // Deadlocks and serialization failures, and a unique violation: a
+  // concurrent writer took the key between our check and our write; the
+  // next attempt sees its row.
+  if (state == "40001" || state == "40P01" || state == "23505")
     return failure_kind::conflict;
   if (state == "23503")
     return failure_kind::stale_reference;
@@ -103,77 +271,12 @@ failure_kind classify_failure(const std::exception& e) {
   return failure_kind::unavailable;
 }
 
-// BEGIN at construction, ROLLBACK unless commit() was called. A session whose
-// transaction cannot be rolled back in time is closed (the server then
-// aborts the transaction itself).
-class inbox_store::transaction {
-public:
-  transaction(pg_session& session, pg_deadline deadline, bool atomic)
-    : session_(session), deadline_(deadline), open_(atomic) {
-    if (open_)
-      session_.exec("BEGIN", deadline_);
-  }
-
-  ~transaction() {
-    if (!open_ || !session_.connected())
-      return;
-    try {
-      session_.exec("ROLLBACK", std::max(deadline_, pg_clock::now() + rollback_grace));
-    } catch (const std::exception&) {
-      session_.close();
-    }
-  }
-
-  transaction(const transaction&) = delete;
-  transaction& operator=(const transaction&) = delete;
-
-  pg_rows run(const char* statement, std::string_view rows) {
-    return session_.exec_prepared(statement, {pg_param{rows}}, deadline_);
-  }
-
-  void commit() {
-    if (!open_)
-      return;
-    session_.exec("COMMIT", deadline_);
-    open_ = false;
-  }
-
-private:
-  static constexpr auto rollback_grace = std::chrono::milliseconds(200);
-  pg_session& session_;
-  pg_deadline deadline_;
-  bool open_;
-};
-
-namespace {
-
-pg_session_options session_options(std::string url, std::chrono::milliseconds statement_timeout) {
-  pg_session_options options;
-  options.conninfo = std::move(url);
-  options.statement_timeout = statement_timeout;
-  return options;
-}
-
-} // namespace
-
 inbox_store::inbox_store(std::string url, std::chrono::milliseconds statement_timeout)
   : session_(session_options(std::move(url), statement_timeout)) {
-  const std::pair<const char*, const char*> statements[] = {
-    {find_contacts_by_bsuid_stmt, sql::find_contacts_by_bsuid},
-    {link_bsuid_contacts_stmt, sql::link_bsuid_contacts},
-    {upsert_contacts_stmt, sql::upsert_contacts},
-    {select_contacts_stmt, sql::select_contacts},
-    {insert_conversations_stmt, sql::insert_conversations},
-    {select_conversations_stmt, sql::select_conversations},
-    {insert_messages_stmt, sql::insert_messages},
-    {close_conversations_stmt, sql::close_conversations},
-    {advance_statuses_stmt, sql::advance_statuses},
-    {insert_pending_statuses_stmt, sql::insert_pending_statuses},
-    {apply_pending_statuses_stmt, sql::apply_pending_statuses},
-    {find_workspaces_stmt, sql::find_workspaces},
-  };
-  for (const auto& [name, text] : statements)
-    session_.add_prepared(name, text);
+  for (size_t i = 0; i < sql::statement_count; ++i) {
+    auto s = static_cast<statement>(i);
+    session_.add_prepared(sql::name_of(s), sql::text_of(s));
+  }
 }
 
 inbox_store::~inbox_store() = default;
@@ -186,281 +289,67 @@ void inbox_store::disconnect() noexcept {
   session_.close();
 }
 
-batch_result inbox_store::commit_batch(const std::vector<routed_event>& events,
+batch_result inbox_store::commit_batch(const std::vector<batch_entry>& entries,
                                        pg_deadline deadline) {
-  session_.connect(deadline);
   batch_result result;
-  result.outcomes.assign(events.size(), write_outcome::accepted);
+  result.outcomes.assign(entries.size(), write_outcome::accepted);
+  std::vector<std::string> key_storage;
+  auto keys = resolve_bsuid_keys(session_, entries, key_storage, deadline);
+  auto plan = plan_batch(entries, keys);
 
-  // Which contact each event belongs to, and whether the cache knows its
-  // conversation well enough to skip the contact/conversation upserts.
-  std::vector<std::string> keys(events.size());
-  std::vector<const known_conversation*> known(events.size(), nullptr);
-  bool all_known = true;
-  bool simple = true; // inbound messages of known conversations only
-  for (size_t i = 0; i < events.size(); ++i) {
-    const auto& r = events[i];
-    keys[i] = r.ev.contact_key;
-    if (r.ev.kind != event_kind::message_received)
-      simple = false;
-    if (!needs_conversation(r.ev.kind))
-      continue;
-    if (!r.ev.contact_bsuid.empty()) {
-      all_known = false; // identity linking needs the database
-      continue;
-    }
-    auto found = known_.find(r.workspace_id + '\n' + keys[i]);
-    if (found == known_.end() || (!found->second.named && !r.ev.contact_name.empty())) {
-      all_known = false;
-      continue;
-    }
-    known[i] = &found->second;
-  }
-  simple = simple && all_known;
+  pg_pipeline pipeline;
+  add_bsuid_links(pipeline, plan);
+  add_contacts_and_conversations(pipeline, plan);
+  auto messages = add_messages(pipeline, plan, entries, keys);
+  add_closings(pipeline, plan, entries, keys);
+  auto statuses = add_statuses(pipeline, plan, entries);
+  add_pending_for_outbound(pipeline, plan, entries);
+  if (pipeline.empty())
+    return result;
 
-  // A transaction only when there is more than the one statement to run:
-  // a single statement is atomic on its own and saves two round trips.
-  transaction txn{session_, deadline, !simple};
-
-  std::map<pair_key, known_conversation> learned; // (ws, key): cached after commit
-  if (!all_known) {
-    // 1. A customer known only by a business-scoped id is looked up under
-    //    the phone it was linked to.
-    json_rows bsuid_lookup;
-    json_rows bsuid_links;
-    std::set<pair_key> linked;
-    for (const auto& r : events) {
-      if (!needs_conversation(r.ev.kind) || r.ev.contact_bsuid.empty())
-        continue;
-      if (r.ev.contact_phone.empty())
-        bsuid_lookup.row().field("workspace_id", r.workspace_id).field("bsuid", r.ev.contact_bsuid);
-      else if (linked.emplace(r.workspace_id, r.ev.contact_phone).second)
-        bsuid_links.row()
-          .field("workspace_id", r.workspace_id)
-          .field("phone", r.ev.contact_phone)
-          .field("bsuid_key", "bsuid:" + r.ev.contact_bsuid);
-    }
-    if (!bsuid_links.empty())
-      txn.run(link_bsuid_contacts_stmt, bsuid_links.str());
-    if (!bsuid_lookup.empty()) {
-      std::map<pair_key, std::string> phone_of;
-      auto rows = txn.run(find_contacts_by_bsuid_stmt, bsuid_lookup.str());
-      for (size_t r = 0; r < rows.size(); ++r) {
-        std::string phone{rows.text(r, 2)};
-        auto& slot = phone_of[{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)}}];
-        // A real phone beats the placeholder key.
-        if (slot.empty() || slot.compare(0, 6, "bsuid:") == 0)
-          slot = phone;
-      }
-      for (size_t i = 0; i < events.size(); ++i) {
-        const auto& r = events[i];
-        if (needs_conversation(r.ev.kind) && r.ev.contact_phone.empty()
-            && !r.ev.contact_bsuid.empty()) {
-          auto found = phone_of.find({r.workspace_id, r.ev.contact_bsuid});
-          if (found != phone_of.end())
-            keys[i] = found->second;
-        }
-      }
-    }
-
-    // 2. Contacts, then conversations, each upserted once per batch.
-    std::map<pair_key, contact_row> contacts;
-    for (size_t i = 0; i < events.size(); ++i) {
-      const auto& r = events[i];
-      if (!needs_conversation(r.ev.kind) || known[i] != nullptr)
-        continue;
-      auto& c = contacts[{r.workspace_id, keys[i]}];
-      if (c.name.empty())
-        c.name = r.ev.contact_name;
-      if (c.bsuid.empty())
-        c.bsuid = r.ev.contact_bsuid;
-    }
-    if (!contacts.empty()) {
-      json_rows upsert;
-      json_rows lookup;
-      for (const auto& [key, c] : contacts) {
-        upsert.row()
-          .field("workspace_id", key.first)
-          .field("phone", key.second)
-          .field("name", c.name)
-          .field("bsuid", c.bsuid);
-        lookup.row().field("workspace_id", key.first).field("phone", key.second);
-      }
-      txn.run(upsert_contacts_stmt, upsert.str());
-      std::map<pair_key, std::string> key_by_contact; // (ws, contact id) -> key
-      json_rows conversations;
-      auto contact_rows = txn.run(select_contacts_stmt, lookup.str());
-      for (size_t r = 0; r < contact_rows.size(); ++r) {
-        pair_key key{std::string{contact_rows.text(r, 1)}, std::string{contact_rows.text(r, 2)}};
-        std::string id{contact_rows.text(r, 0)};
-        key_by_contact[{key.first, id}] = key.second;
-        auto& entry = learned[key];
-        entry.contact_id = id;
-        entry.named = contact_rows.boolean(r, 3);
-        conversations.row().field("workspace_id", key.first).field("contact_id", id);
-      }
-      auto conversation_rows = conversations.str();
-      txn.run(insert_conversations_stmt, conversation_rows);
-      auto rows = txn.run(select_conversations_stmt, conversation_rows);
-      for (size_t r = 0; r < rows.size(); ++r) {
-        std::string ws{rows.text(r, 1)};
-        auto found = key_by_contact.find({ws, std::string{rows.text(r, 2)}});
-        if (found == key_by_contact.end())
-          continue;
-        learned[{ws, found->second}].conversation_id = std::string{rows.text(r, 0)};
-      }
-    }
-  }
-  auto conversation_of = [&](size_t i) -> const std::string& {
-    if (known[i] != nullptr)
-      return known[i]->conversation_id;
-    auto found = learned.find({events[i].workspace_id, keys[i]});
-    if (found == learned.end() || found->second.conversation_id.empty())
-      throw std::runtime_error("conversation missing after upsert");
-    return found->second.conversation_id;
-  };
-
-  // 3. Messages with their conversations' inbox metadata: the first
-  //    occurrence of an id in the batch is written, later ones duplicate it.
-  std::map<pair_key, size_t> first_of;
-  json_rows messages;
-  std::set<std::string> closing;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const auto& r = events[i];
-    if (!needs_conversation(r.ev.kind))
-      continue;
-    const auto& conversation_id = conversation_of(i);
-    if (r.ev.kind == event_kind::conversation_ended)
-      closing.insert(conversation_id);
-    if (!is_message(r.ev.kind))
-      continue;
-    if (!first_of.emplace(pair_key{r.workspace_id, r.ev.message_id}, i).second) {
+  auto answers = session_.run(pipeline, deadline);
+  if (messages)
+    read_messages(answers[*messages], plan, entries, result);
+  if (statuses)
+    read_statuses(answers[*statuses], plan, entries, result);
+  // Later copies of a message in the batch share its fate: stored once,
+  // they are duplicates of it.
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (plan.outcome_of[i] != i)
       result.outcomes[i] = write_outcome::duplicate;
-      continue;
-    }
-    messages.row()
-      .field("conversation_id", conversation_id)
-      .field("workspace_id", r.workspace_id)
-      .field("direction", r.ev.direction)
-      .field("sender_type", r.ev.sender_type)
-      .field("content", r.ev.content)
-      .field("message_type", r.ev.message_type.empty() ? std::string_view{"text"}
-                                                       : r.ev.message_type)
-      .field("media_url", r.ev.media_url)
-      .field("kapso_message_id", r.ev.message_id)
-      .raw_field("metadata", r.ev.metadata_json.empty() ? std::string_view{"{}"}
-                                                        : r.ev.metadata_json)
-      .field("ts", r.ev.timestamp)
-      .field("status", r.ev.status)
-      .field("preview", r.ev.preview);
-  }
-  std::set<pair_key> inserted;
-  json_rows new_outbound;
-  if (!messages.empty()) {
-    auto rows = txn.run(insert_messages_stmt, messages.str());
-    for (size_t r = 0; r < rows.size(); ++r) {
-      pair_key key{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)}};
-      if (rows.text(r, 2) != "inbound")
-        new_outbound.row().field("workspace_id", key.first).field("kapso_message_id", key.second);
-      inserted.insert(std::move(key));
-    }
-  }
-  for (const auto& [key, i] : first_of)
-    if (inserted.count(key) == 0)
-      result.outcomes[i] = write_outcome::duplicate;
-  if (!closing.empty())
-    txn.run(close_conversations_stmt, json_string_array(closing));
-
-  // 4. Statuses: the highest of each message's statuses in this batch is
-  //    applied if it moves the message forward, or kept for later.
-  std::map<pair_key, size_t> best_status;
-  for (size_t i = 0; i < events.size(); ++i) {
-    const auto& r = events[i];
-    if (r.ev.kind != event_kind::message_status)
-      continue;
-    auto [it, added] = best_status.emplace(pair_key{r.workspace_id, r.ev.message_id}, i);
-    if (!added && status_advances(events[it->second].ev.status, r.ev.status))
-      it->second = i;
-  }
-  if (!best_status.empty()) {
-    json_rows statuses;
-    for (const auto& [key, i] : best_status) {
-      add_status_row(statuses, key, events[i].ev);
-    }
-    std::set<pair_key> stale;
-    std::set<pair_key> missing;
-    auto rows = txn.run(advance_statuses_stmt, statuses.str());
-    for (size_t r = 0; r < rows.size(); ++r) {
-      pair_key key{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)}};
-      bool updated = rows.boolean(r, 2);
-      bool found = rows.boolean(r, 3);
-      if (found && !updated)
-        stale.insert(key);
-      else if (!found)
-        missing.insert(key);
-    }
-    // Every status of a message not yet seen is kept, not just the highest,
-    // so a failed status's error survives whichever arrives first.
-    json_rows pending;
-    for (size_t i = 0; i < events.size(); ++i) {
-      const auto& r = events[i];
-      if (r.ev.kind != event_kind::message_status)
-        continue;
-      pair_key key{r.workspace_id, r.ev.message_id};
-      if (stale.count(key) != 0) {
-        result.outcomes[i] = write_outcome::duplicate;
-      } else if (missing.count(key) != 0) {
-        add_status_row(pending, key, r.ev);
-      }
-    }
-    if (!pending.empty())
-      txn.run(insert_pending_statuses_stmt, pending.str());
-    result.pending.assign(missing.begin(), missing.end());
-  }
-
-  // 5. Statuses that arrived before these new messages.
-  if (!new_outbound.empty())
-    txn.run(apply_pending_statuses_stmt, new_outbound.str());
-
-  txn.commit();
-
-  // Only committed ids are worth remembering.
-  // Past the bound, drop an arbitrary tenth rather than everything, so a
-  // large working set keeps most of its hits.
-  if (known_.size() + learned.size() > max_known_conversations) {
-    auto keep = max_known_conversations - max_known_conversations / 10;
-    while (known_.size() > keep)
-      known_.erase(known_.begin());
-  }
-  for (auto& [key, entry] : learned)
-    if (!entry.conversation_id.empty())
-      known_[key.first + '\n' + key.second] = std::move(entry);
   return result;
 }
 
 void inbox_store::apply_pending(const std::vector<message_ref>& refs, pg_deadline deadline) {
   if (refs.empty())
     return;
-  json_rows rows;
-  for (const auto& [ws, id] : refs)
-    rows.row().field("workspace_id", ws).field("kapso_message_id", id);
-  session_.connect(deadline);
-  transaction txn{session_, deadline, true};
-  txn.run(apply_pending_statuses_stmt, rows.str());
-  txn.commit();
+  pg_array ws{pg_type::uuid};
+  pg_array id{pg_type::text};
+  for (const auto& [workspace, message] : refs) {
+    add_workspace(ws, workspace);
+    id.add_text(message);
+  }
+  pg_pipeline pipeline;
+  pipeline.add(sql::name_of(statement::apply_pending_statuses), columns({&ws, &id}));
+  session_.run(pipeline, deadline);
 }
 
 void inbox_store::sweep_pending(pg_deadline deadline) {
-  session_.connect(deadline);
-  session_.exec(std::string{"BEGIN; "} + sql::apply_all_pending_statuses + "; COMMIT", deadline);
+  pg_pipeline pipeline;
+  pipeline.add(sql::name_of(statement::apply_all_pending_statuses), {});
+  session_.run(pipeline, deadline);
 }
 
 std::vector<inbox_store::workspace_row>
 inbox_store::find_workspaces(const std::vector<std::string>& phone_ids, pg_deadline deadline) {
+  pg_array ids{pg_type::text};
+  for (const auto& id : phone_ids)
+    ids.add_text(id);
+  pg_pipeline pipeline;
+  pipeline.add(sql::name_of(statement::find_workspaces), columns({&ids}));
+  auto rows = std::move(session_.run(pipeline, deadline).front());
   std::vector<workspace_row> found;
   std::set<std::string> seen;
-  auto rows = session_.exec_prepared(find_workspaces_stmt, {pg_param{json_string_array(phone_ids)}},
-                                     deadline);
   for (size_t r = 0; r < rows.size(); ++r) {
     workspace_row ws{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)},
                      std::string{rows.text(r, 2)}};

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "actors/protocol.hpp"
+#include "persistence/batch_plan.hpp"
 #include "persistence/pg_session.hpp"
 
 namespace kapso {
@@ -57,7 +58,7 @@ public:
   // Writes all events in one transaction; idempotent and commutative.
   // Throws on any database failure (nothing is committed then, or, after a
   // timeout or a lost connection, it is unknown whether it was).
-  batch_result commit_batch(const std::vector<routed_event>& events, pg_deadline deadline);
+  batch_result commit_batch(const std::vector<batch_entry>& entries, pg_deadline deadline);
 
   // Applies pending statuses of these messages if they exist now.
   void apply_pending(const std::vector<message_ref>& refs, pg_deadline deadline);
@@ -78,24 +79,8 @@ public:
   // Database reachable and every migration applied.
   bool schema_current(pg_deadline deadline);
 
-  // Forgets cached contact/conversation ids (e.g. after a foreign-key
-  // failure: another application deleted a row).
-  void forget_cached_ids() noexcept { known_.clear(); }
-
 private:
-  // One transaction on the session: BEGIN now, ROLLBACK unless committed.
-  class transaction;
-
-  // What the writer knows of a (workspace, contact key) from earlier
-  // commits: saves the contact and conversation upserts on the hot path.
-  struct known_conversation {
-    std::string contact_id;
-    std::string conversation_id;
-    bool named = false; // contact has a name: nothing to fill
-  };
-
   pg_session session_;
-  std::unordered_map<std::string, known_conversation> known_; // "ws\nkey"
 };
 
 // Command-line tools (migrate, register-workspace): blocking, libpqxx.

@@ -1,0 +1,118 @@
+// array_send's format: a header, then every element as length + bytes,
+// integers in network byte order.
+#include "persistence/pg_array.hpp"
+
+namespace kapso {
+
+namespace {
+
+void put_u32(std::string& out, uint32_t value) {
+  char bytes[4] = {static_cast<char>(value >> 24), static_cast<char>(value >> 16),
+                   static_cast<char>(value >> 8), static_cast<char>(value)};
+  out.append(bytes, 4);
+}
+
+void put_u64(std::string& out, uint64_t value) {
+  put_u32(out, static_cast<uint32_t>(value >> 32));
+  put_u32(out, static_cast<uint32_t>(value));
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9')
+    return c - '0';
+  if (c >= 'a' && c <= 'f')
+    return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F')
+    return c - 'A' + 10;
+  return -1;
+}
+
+} // namespace
+
+pg_array::pg_array(pg_type type) : type_(type) {
+}
+
+void pg_array::element_header(int32_t length) {
+  put_u32(elements_, static_cast<uint32_t>(length));
+  ++count_;
+}
+
+void pg_array::add_text(std::string_view value) {
+  element_header(static_cast<int32_t>(value.size()));
+  elements_.append(value);
+}
+
+void pg_array::add_text_or_null(std::string_view value) {
+  if (value.empty())
+    add_null();
+  else
+    add_text(value);
+}
+
+void pg_array::add_int8(int64_t value) {
+  element_header(8);
+  put_u64(elements_, static_cast<uint64_t>(value));
+}
+
+void pg_array::add_bool(bool value) {
+  element_header(1);
+  elements_ += value ? '\1' : '\0';
+}
+
+void pg_array::add_jsonb(std::string_view json) {
+  if (json.empty()) {
+    add_null();
+    return;
+  }
+  // jsonb's binary input is a version byte (1) followed by the JSON text.
+  element_header(static_cast<int32_t>(json.size() + 1));
+  elements_ += '\1';
+  elements_.append(json);
+}
+
+bool pg_array::add_uuid(std::string_view canonical) {
+  char bytes[16];
+  size_t n = 0;
+  for (size_t i = 0; i < canonical.size(); ++i) {
+    if (canonical[i] == '-')
+      continue;
+    if (n == 16 || i + 1 >= canonical.size())
+      return false;
+    int hi = hex_value(canonical[i]);
+    int lo = hex_value(canonical[++i]);
+    if (hi < 0 || lo < 0)
+      return false;
+    bytes[n++] = static_cast<char>(hi << 4 | lo);
+  }
+  if (n != 16)
+    return false;
+  element_header(16);
+  elements_.append(bytes, 16);
+  return true;
+}
+
+void pg_array::add_null() {
+  put_u32(elements_, 0xFFFFFFFFu); // length -1
+  ++count_;
+  has_null_ = true;
+}
+
+std::string pg_array::take() && {
+  std::string out;
+  out.reserve(20 + elements_.size());
+  if (count_ == 0) {
+    put_u32(out, 0); // an empty array has no dimensions
+    put_u32(out, 0);
+    put_u32(out, static_cast<uint32_t>(type_));
+    return out;
+  }
+  put_u32(out, 1);                              // dimensions
+  put_u32(out, has_null_ ? 1 : 0);              // has nulls
+  put_u32(out, static_cast<uint32_t>(type_));   // element type
+  put_u32(out, static_cast<uint32_t>(count_));  // length of the dimension
+  put_u32(out, 1);                              // lower bound
+  out += elements_;
+  return out;
+}
+
+} // namespace kapso

@@ -1,0 +1,52 @@
+// One-dimensional PostgreSQL arrays in the binary wire format, one per
+// column of a batch: the server reads them with unnest() without parsing
+// text (a batch used to travel as one JSON document parsed again by
+// jsonb_to_recordset).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace kapso {
+
+// Element type OIDs of the built-in types the batch statements use.
+enum class pg_type : uint32_t {
+  boolean = 16,
+  int8 = 20,
+  text = 25,
+  jsonb = 3802,
+  uuid = 2950,
+};
+
+class pg_array {
+public:
+  explicit pg_array(pg_type type);
+
+  void add_text(std::string_view value); // text: bytes as they are (UTF-8)
+  // Empty text is SQL NULL: for the optional columns of the batch.
+  void add_text_or_null(std::string_view value);
+  void add_int8(int64_t value);
+  void add_bool(bool value);
+  // `json` must be valid JSON text; empty means SQL NULL.
+  void add_jsonb(std::string_view json);
+  // `canonical` is a UUID in text form; false (nothing added) when it is
+  // not one.
+  bool add_uuid(std::string_view canonical);
+  void add_null();
+
+  size_t size() const noexcept { return count_; }
+
+  // The wire bytes; the array object is spent afterwards.
+  std::string take() &&;
+
+private:
+  void element_header(int32_t length);
+
+  pg_type type_;
+  std::string elements_;
+  int32_t count_ = 0;
+  bool has_null_ = false;
+};
+
+} // namespace kapso
