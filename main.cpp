@@ -1,6 +1,7 @@
 // kapso-ingest: assembles config, actors and the HTTP front end; nothing else.
 #include <csignal>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -11,6 +12,7 @@
 #include "actors/router.hpp"
 #include "config/load.hpp"
 #include "http/server.hpp"
+#include "persistence/spool.hpp"
 #include "persistence/store.hpp"
 
 namespace {
@@ -87,6 +89,9 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
+  // A spool write over RLIMIT_FSIZE must fail with EFBIG (cut back, 503),
+  // not kill the process.
+  std::signal(SIGXFSZ, SIG_IGN);
 
   // The command comes first; CAF's parser sees only the options after it.
   std::string command = "serve";
@@ -141,6 +146,17 @@ int main(int argc, char** argv) {
       std::cerr << "unknown command '" << command
                 << "' (expected serve, migrate or register-workspace)\n";
       return 2;
+    }
+    // One process per spool directory, held until the actor system (and
+    // every writer in it) is gone.
+    std::optional<spool_dir_lock> spool_lock;
+    if (!values.spool_dir.empty()) {
+      try {
+        spool_lock.emplace(values.spool_dir);
+      } catch (const std::runtime_error& e) {
+        std::cerr << e.what() << "\n";
+        return 2;
+      }
     }
     caf::actor_system sys{cfg};
     return run_server(sys, values, signals);
