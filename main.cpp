@@ -5,6 +5,7 @@
 #include <csignal>
 #include <ctime>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include <caf/all.hpp>
@@ -16,6 +17,7 @@
 #include "actors/supervisor.hpp"
 #include "config/load.hpp"
 #include "http/server.hpp"
+#include "persistence/spool.hpp"
 #include "persistence/store.hpp"
 
 namespace {
@@ -214,6 +216,17 @@ int main(int argc, char** argv) {
       std::cerr << "unknown command '" << command
                 << "' (expected serve, migrate or register-workspace)\n";
       return 2;
+    }
+    // One process per spool directory, held until the actor system (and
+    // every writer in it) is gone.
+    std::optional<spool_dir_lock> spool_lock;
+    if (!values.spool_dir.empty()) {
+      try {
+        spool_lock.emplace(values.spool_dir);
+      } catch (const std::runtime_error& e) {
+        std::cerr << e.what() << "\n";
+        return 2;
+      }
     }
     caf::actor_system sys{cfg};
     return run_server(sys, values, signals);

@@ -3,6 +3,7 @@
 #include "actors/persistence.hpp"
 
 #include <filesystem>
+#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -137,30 +138,41 @@ void sync_spool_gauges(persistence_state& st) {
   st.reported_spool_records = records;
 }
 
-// Replays the spool in order; true when it is empty afterwards.
+// The spool's next record; the corrupt ones it skipped on the way are counted.
+std::optional<spool::record> next_record(spool& s) {
+  auto corrupt_before = s.corrupt_records();
+  auto record = s.next();
+  metrics::global().spool_corrupt_records_total += s.corrupt_records() - corrupt_before;
+  return record;
+}
+
+// Replays the spool in order, one record at a time; true when it is empty
+// afterwards. A record leaves the spool only once committed.
 bool replay(writer_actor* self) {
   auto& st = self->state;
   if (!st.outage_spool || st.outage_spool->empty())
     return true;
+  size_t events = 0;
   try {
-    size_t events = 0;
-    for (const auto& batch : st.outage_spool->read_all()) {
-      commit_with_retries(self, batch, clock_type::now() + st.cfg.commit_timeout);
-      events += batch.size();
+    while (auto record = next_record(*st.outage_spool)) {
+      commit_with_retries(self, record->events, clock_type::now() + st.cfg.commit_timeout);
+      st.outage_spool->consumed(*record);
+      events += record->events.size();
     }
-    st.outage_spool->clear();
+  } catch (const std::exception& e) {
     sync_spool_gauges(st);
     metrics::global().replayed_events_total += events;
-    st.db_down = false;
-    spdlog::info("writer {}: replayed {} spooled events into PostgreSQL", st.index, events);
-    return true;
-  } catch (const std::exception& e) {
     st.db_down = true;
     st.db_down_since = clock_type::now();
     spdlog::debug("writer {}: spool replay postponed: {}", st.index, e.what());
     schedule_replay(self);
     return false;
   }
+  sync_spool_gauges(st);
+  metrics::global().replayed_events_total += events;
+  st.db_down = false;
+  spdlog::info("writer {}: replayed {} spooled events into PostgreSQL", st.index, events);
+  return true;
 }
 
 void commit_now(writer_actor* self) {
@@ -190,15 +202,16 @@ void commit_now(writer_actor* self) {
   }
   // PostgreSQL is away: the spool keeps the batch durably, or we refuse it.
   if (st.outage_spool) {
-    if (st.outage_spool->append(batch)) {
+    auto status = st.outage_spool->append(batch);
+    if (status == spool::append_status::ok) {
       sync_spool_gauges(st);
       metrics::global().spooled_events_total += batch.size();
       schedule_replay(self);
       finish(std::vector<write_outcome>(batch.size(), write_outcome::accepted), waiting, batch);
       return;
     }
-    spdlog::error("writer {}: spool {} full or unwritable, answering 503",
-                  st.index, st.outage_spool->path());
+    spdlog::error("writer {}: spool {} {}, answering 503", st.index, st.outage_spool->path(),
+                  status == spool::append_status::full ? "full" : "unwritable");
   }
   for (auto& rp : waiting)
     rp.deliver(make_error(ingest_errc::unavailable));
@@ -215,9 +228,17 @@ void adopt_orphan_spools(persistence_state& st, const std::filesystem::path& dir
         || other % st.cfg.writers != st.index)
       continue;
     spool orphan{entry.path().string(), SIZE_MAX};
-    for (const auto& batch : orphan.read_all())
-      st.outage_spool->append(batch);
-    orphan.clear();
+    metrics::global().spool_corrupt_records_total += orphan.corrupt_records();
+    while (auto record = next_record(orphan)) {
+      if (st.outage_spool->append(record->events) != spool::append_status::ok) {
+        // What is left stays in the orphan's file for the next start.
+        spdlog::error("writer {}: cannot take over the rest of {}", st.index, name);
+        break;
+      }
+      orphan.consumed(*record);
+    }
+    if (orphan.empty() && orphan.bytes() == 0)
+      std::filesystem::remove(entry.path(), ec);
   }
 }
 
@@ -244,6 +265,7 @@ caf::behavior persistence_writer(writer_actor* self, settings cfg, size_t index)
     auto file = dir / ("writer-" + std::to_string(index) + ".spool");
     st.outage_spool = std::make_unique<spool>(file.string(),
                                               st.cfg.spool_max_bytes / st.cfg.writers);
+    metrics::global().spool_corrupt_records_total += st.outage_spool->corrupt_records();
     adopt_orphan_spools(st, dir);
     sync_spool_gauges(st);
     if (!st.outage_spool->empty()) {

@@ -1,23 +1,213 @@
-// Spool file I/O: one JSON line per batch, fsync'd on every append.
+// The outage spool on disk: framed records after a versioned header, a
+// durable replay cursor, a streaming reader that skips what it cannot read.
+//
+// File layout (integers little-endian):
+//   header, 32 bytes: "KAPSOSPL", u32 version (1), u32 0, u64 cursor,
+//                     u32 CRC32C of the 24 bytes before, u32 0
+//   records:          u32 sync magic, u32 payload length, u32 CRC32C of the
+//                     payload, u32 CRC32C of the 12 bytes before; payload
+// The cursor is the offset of the first record not yet replayed.
 #include "persistence/spool.hpp"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
-#include <fstream>
+#include <cstring>
+#include <filesystem>
+#include <iterator>
+#include <new>
+#include <stdexcept>
 
-#include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
+
+#include "persistence/crc32c.hpp"
 
 namespace kapso {
 
 namespace {
 
+// -- the payload codec ---------------------------------------------------------
+//
+// payload := u32 event count, then per event: u32 size of its fields, fields
+// field   := u8 tag, u32 length, bytes
+// Unknown tags are skipped and absent fields keep their defaults, so a file
+// written by a newer or older build stays readable.
+
+enum : uint8_t {
+  tag_workspace_id = 1,
+  tag_kind = 2,
+  tag_timestamp = 3,
+  // Tags of the text fields of `event` follow; never reuse a number.
+};
+
+struct text_field {
+  uint8_t tag;
+  std::string event::*member;
+};
+
+// Every text field of `event`: the encoder writes and the decoder reads
+// exactly this list (plus workspace_id, kind and timestamp above).
+constexpr text_field event_texts[] = {
+  {10, &event::event_type},
+  {11, &event::phone_number_id},
+  {12, &event::contact_key},
+  {13, &event::contact_phone},
+  {14, &event::contact_bsuid},
+  {15, &event::contact_username},
+  {16, &event::contact_name},
+  {17, &event::whatsapp_conversation_id},
+  {18, &event::message_id},
+  {19, &event::direction},
+  {20, &event::sender_type},
+  {21, &event::message_type},
+  {22, &event::content},
+  {23, &event::preview},
+  {24, &event::media_url},
+  {25, &event::metadata_json},
+  {26, &event::status},
+  {27, &event::status_error_json},
+};
+
+// A field added to `event` changes its size: this fails until the field is
+// in the list above (and in the tests' round trip). The first 8 bytes are
+// the kind and its padding.
+static_assert(sizeof(event)
+                == 8 + std::size(event_texts) * sizeof(std::string) + sizeof(int64_t),
+              "event has a field the spool codec does not write: add it to event_texts");
+
+constexpr size_t field_header_size = 5; // tag + length
+
+void put_field(std::string& out, uint8_t tag, std::string_view value) {
+  out += static_cast<char>(tag);
+  put_le32(out, static_cast<uint32_t>(value.size()));
+  out.append(value);
+}
+
+// Reads from a bounded window; every read checks what is left first.
+class reader {
+public:
+  explicit reader(std::string_view bytes) : rest_(bytes) {}
+
+  bool u32(uint32_t& out) {
+    if (rest_.size() < 4)
+      return false;
+    out = get_le32(rest_.data());
+    rest_.remove_prefix(4);
+    return true;
+  }
+
+  bool u8(uint8_t& out) {
+    if (rest_.empty())
+      return false;
+    out = static_cast<uint8_t>(rest_.front());
+    rest_.remove_prefix(1);
+    return true;
+  }
+
+  bool bytes(size_t size, std::string_view& out) {
+    if (rest_.size() < size)
+      return false;
+    out = rest_.substr(0, size);
+    rest_.remove_prefix(size);
+    return true;
+  }
+
+  size_t left() const { return rest_.size(); }
+
+private:
+  std::string_view rest_;
+};
+
+bool decode_field(uint8_t tag, std::string_view value, routed_event& r) {
+  switch (tag) {
+    case tag_workspace_id:
+      r.workspace_id.assign(value);
+      return true;
+    case tag_kind:
+      if (value.size() != 1
+          || static_cast<uint8_t>(value[0]) > static_cast<uint8_t>(event_kind::unknown))
+        return false;
+      r.ev.kind = static_cast<event_kind>(value[0]);
+      return true;
+    case tag_timestamp:
+      if (value.size() != 8)
+        return false;
+      r.ev.timestamp = static_cast<int64_t>(get_le64(value.data()));
+      return true;
+    default:
+      for (const auto& field : event_texts)
+        if (field.tag == tag) {
+          (r.ev.*field.member).assign(value);
+          return true;
+        }
+      return true; // a field of a newer build: skipped
+  }
+}
+
+bool decode_event(std::string_view fields, routed_event& r) {
+  reader in{fields};
+  while (in.left() > 0) {
+    uint8_t tag = 0;
+    uint32_t size = 0;
+    std::string_view value;
+    if (!in.u8(tag) || !in.u32(size) || !in.bytes(size, value) || !decode_field(tag, value, r))
+      return false;
+  }
+  return true;
+}
+
+// -- the file ------------------------------------------------------------------
+
+constexpr char file_magic[8] = {'K', 'A', 'P', 'S', 'O', 'S', 'P', 'L'};
+constexpr uint32_t file_version = 1;
+constexpr uint64_t file_header_size = 32;
+
+// Bytes 0xFF and 0xFE never occur in UTF-8, which most payload bytes are:
+// a resynchronising scan rarely stops on a false candidate.
+constexpr uint32_t record_magic = 0x52fe4bffu; // FF 'K' FE 'R' on disk
+constexpr uint64_t record_header_size = 16;
+// A corrupt length must not make the reader allocate wildly.
+constexpr uint32_t max_record_payload = 256u << 20;
+
+constexpr size_t scan_chunk = 64 * 1024;
+
+std::string file_header(uint64_t cursor) {
+  std::string out{file_magic, sizeof(file_magic)};
+  put_le32(out, file_version);
+  put_le32(out, 0);
+  put_le64(out, cursor);
+  put_le32(out, crc32c(out));
+  put_le32(out, 0);
+  return out;
+}
+
+struct record_header {
+  uint32_t size = 0;
+  uint32_t crc = 0;
+};
+
+bool parse_record_header(const char* bytes, record_header& out) {
+  if (get_le32(bytes) != record_magic || crc32c(0, bytes, 12) != get_le32(bytes + 12))
+    return false;
+  out.size = get_le32(bytes + 4);
+  out.crc = get_le32(bytes + 8);
+  return out.size <= max_record_payload;
+}
+
+std::string errno_text() {
+  return std::strerror(errno);
+}
+
 // A new file's name is durable only once its directory is synced too.
 bool sync_parent_directory(const std::string& path) {
   auto slash = path.find_last_of('/');
   std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
+  if (dir.empty())
+    dir = "/";
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (fd < 0)
     return false;
@@ -26,75 +216,210 @@ bool sync_parent_directory(const std::string& path) {
   return ok;
 }
 
-nlohmann::json to_json(const routed_event& r) {
-  const auto& e = r.ev;
-  return {
-    {"w", r.workspace_id}, {"k", static_cast<int>(e.kind)}, {"t", e.event_type},
-    {"p", e.phone_number_id}, {"ck", e.contact_key}, {"cp", e.contact_phone},
-    {"cb", e.contact_bsuid}, {"cu", e.contact_username}, {"cn", e.contact_name},
-    {"wc", e.whatsapp_conversation_id}, {"m", e.message_id}, {"ts", e.timestamp},
-    {"d", e.direction}, {"s", e.sender_type}, {"mt", e.message_type},
-    {"c", e.content}, {"pv", e.preview}, {"u", e.media_url}, {"md", e.metadata_json},
-    {"st", e.status}, {"se", e.status_error_json},
-  };
-}
-
-routed_event from_json(const nlohmann::json& j) {
-  routed_event r;
-  auto& e = r.ev;
-  r.workspace_id = j.at("w").get<std::string>();
-  e.kind = static_cast<event_kind>(j.at("k").get<int>());
-  e.event_type = j.at("t").get<std::string>();
-  e.phone_number_id = j.at("p").get<std::string>();
-  e.contact_key = j.at("ck").get<std::string>();
-  e.contact_phone = j.at("cp").get<std::string>();
-  e.contact_bsuid = j.at("cb").get<std::string>();
-  e.contact_username = j.at("cu").get<std::string>();
-  e.contact_name = j.at("cn").get<std::string>();
-  e.whatsapp_conversation_id = j.at("wc").get<std::string>();
-  e.message_id = j.at("m").get<std::string>();
-  e.timestamp = j.at("ts").get<int64_t>();
-  e.direction = j.at("d").get<std::string>();
-  e.sender_type = j.at("s").get<std::string>();
-  e.message_type = j.at("mt").get<std::string>();
-  e.content = j.at("c").get<std::string>();
-  e.preview = j.at("pv").get<std::string>();
-  e.media_url = j.at("u").get<std::string>();
-  e.metadata_json = j.at("md").get<std::string>();
-  e.status = j.at("st").get<std::string>();
-  e.status_error_json = j.at("se").get<std::string>();
-  return r;
-}
-
-} // namespace
-
-std::string encode_spool_record(const std::vector<routed_event>& events) {
-  auto arr = nlohmann::json::array();
-  for (const auto& r : events)
-    arr.push_back(to_json(r));
-  // Invalid UTF-8 is replaced rather than refused: the record must be written.
-  return arr.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-}
-
-bool decode_spool_record(const std::string& line, std::vector<routed_event>& out) {
-  auto arr = nlohmann::json::parse(line, nullptr, false);
-  if (arr.is_discarded() || !arr.is_array())
-    return false;
-  try {
-    for (const auto& j : arr)
-      out.push_back(from_json(j));
-  } catch (const std::exception&) {
-    return false;
+bool write_all_at(int fd, const std::string& bytes, uint64_t pos) {
+  size_t written = 0;
+  while (written < bytes.size()) {
+    auto n = ::pwrite(fd, bytes.data() + written, bytes.size() - written,
+                      static_cast<off_t>(pos + written));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0)
+      return false;
+    written += static_cast<size_t>(n);
   }
   return true;
 }
 
+} // namespace
+
+std::string encode_spool_batch(const std::vector<routed_event>& events) {
+  std::string out;
+  put_le32(out, static_cast<uint32_t>(events.size()));
+  std::string fields;
+  for (const auto& r : events) {
+    fields.clear();
+    put_field(fields, tag_workspace_id, r.workspace_id);
+    char kind = static_cast<char>(r.ev.kind);
+    put_field(fields, tag_kind, {&kind, 1});
+    std::string timestamp;
+    put_le64(timestamp, static_cast<uint64_t>(r.ev.timestamp));
+    put_field(fields, tag_timestamp, timestamp);
+    for (const auto& field : event_texts)
+      put_field(fields, field.tag, r.ev.*field.member);
+    put_le32(out, static_cast<uint32_t>(fields.size()));
+    out += fields;
+  }
+  return out;
+}
+
+bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out) {
+  try {
+    reader in{payload};
+    uint32_t count = 0;
+    // Each event takes at least its 4-byte size.
+    if (!in.u32(count) || count > in.left() / 4)
+      return false;
+    std::vector<routed_event> events;
+    events.reserve(std::min<size_t>(count, 1024));
+    for (uint32_t i = 0; i < count; ++i) {
+      uint32_t size = 0;
+      std::string_view fields;
+      events.emplace_back();
+      if (!in.u32(size) || !in.bytes(size, fields) || !decode_event(fields, events.back()))
+        return false;
+    }
+    if (in.left() != 0)
+      return false;
+    out = std::move(events);
+    return true;
+  } catch (const std::bad_alloc&) {
+    return false;
+  }
+}
+
+// -- spool_dir_lock --------------------------------------------------------------
+
+spool_dir_lock::spool_dir_lock(const std::string& dir) {
+  std::string clean = dir;
+  while (clean.size() > 1 && clean.back() == '/')
+    clean.pop_back();
+  auto parent = std::filesystem::path{clean}.parent_path();
+  std::error_code ec;
+  if (!parent.empty())
+    std::filesystem::create_directories(parent, ec);
+  if (::mkdir(clean.c_str(), 0700) != 0 && errno != EEXIST)
+    throw std::runtime_error("spool directory " + dir + " cannot be created: " + errno_text());
+  auto lock_path = clean + "/kapso-ingest.lock";
+  fd_ = ::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd_ < 0)
+    throw std::runtime_error("spool directory " + dir + ": cannot open " + lock_path + ": "
+                             + errno_text());
+  if (::flock(fd_, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char text[32] = {};
+    auto n = ::pread(fd_, text, sizeof(text) - 1, 0);
+    std::string pid;
+    for (ssize_t i = 0; i < n && text[i] >= '0' && text[i] <= '9'; ++i)
+      pid += text[i];
+    ::close(fd_);
+    fd_ = -1;
+    if (err == EWOULDBLOCK)
+      throw std::runtime_error("spool directory " + dir + " is in use by another kapso-ingest"
+                               + (pid.empty() ? std::string{} : " (pid " + pid + ")"));
+    throw std::runtime_error("spool directory " + dir + " cannot be locked: "
+                             + std::strerror(err));
+  }
+  // Only for the message a second process prints; the lock is the flock.
+  auto pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd_, 0) != 0 || !write_all_at(fd_, pid, 0))
+    spdlog::warn("spool directory {}: could not write the pid into {}", dir, lock_path);
+}
+
+spool_dir_lock::~spool_dir_lock() {
+  // The file stays: unlinking it would let a third process lock a new file
+  // while a second one still holds the old one.
+  if (fd_ >= 0)
+    ::close(fd_);
+}
+
+// -- spool -------------------------------------------------------------------------
+
 spool::spool(std::string path, size_t max_bytes)
-  : path_(std::move(path)), max_bytes_(max_bytes) {
-  struct stat st;
-  if (::stat(path_.c_str(), &st) == 0) {
-    bytes_ = static_cast<size_t>(st.st_size);
-    records_ = read_all().size();
+  : path_(std::move(path)), max_bytes_(max_bytes), cursor_(file_header_size) {
+  fd_ = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
+  if (fd_ < 0) {
+    if (errno == ENOENT)
+      return;
+    throw std::runtime_error("spool " + path_ + " cannot be opened: " + errno_text());
+  }
+  try {
+    open_existing();
+  } catch (...) {
+    ::close(fd_);
+    fd_ = -1;
+    throw;
+  }
+}
+
+void spool::open_existing() {
+  directory_synced_ = true;
+  struct stat st {};
+  if (::fstat(fd_, &st) != 0)
+    throw std::runtime_error("spool " + path_ + " cannot be read: " + errno_text());
+  auto file_size = static_cast<uint64_t>(st.st_size);
+  if (file_size == 0)
+    return; // created, never written: the first append writes the header
+  std::string header(file_header_size, '\0');
+  auto readable = std::min(file_size, file_header_size);
+  if (!read_at(0, header.data(), readable))
+    throw std::runtime_error("spool " + path_ + " cannot be read: " + errno_text());
+  if (file_size < file_header_size) {
+    // The first append died while writing the header: nothing in it was
+    // acknowledged. Anything else this short is not ours.
+    auto head = std::string_view{header}.substr(0, readable);
+    bool zeros = head.find_first_not_of('\0') == std::string_view::npos;
+    bool ours = std::string_view{file_magic, sizeof(file_magic)}.substr(0, readable)
+                == head.substr(0, std::min<uint64_t>(readable, sizeof(file_magic)));
+    if (!zeros && !ours)
+      throw std::runtime_error("spool " + path_ + " is not a kapso-ingest spool file; "
+                               "refusing to touch it");
+    spdlog::warn("spool {}: cut off a header that was never completed ({} bytes)", path_,
+                 file_size);
+    size_ = file_size;
+    cut_to(0);
+    return;
+  }
+  if (std::memcmp(header.data(), file_magic, sizeof(file_magic)) != 0)
+    throw std::runtime_error("spool " + path_ + " is not a kapso-ingest spool file; "
+                             "refusing to touch it");
+  auto version = get_le32(header.data() + 8);
+  if (version != file_version)
+    throw std::runtime_error("spool " + path_ + " has format version " + std::to_string(version)
+                             + "; this kapso-ingest reads version "
+                             + std::to_string(file_version) + ": refusing to touch it");
+  size_ = file_size;
+  auto cursor = get_le64(header.data() + 16);
+  if (crc32c(0, header.data(), 24) != get_le32(header.data() + 24)) {
+    // Replaying from the start is harmless (every write is idempotent).
+    spdlog::warn("spool {}: replay cursor unreadable (CRC mismatch), replaying from the start",
+                 path_);
+    cursor = file_header_size;
+  } else if (cursor < file_header_size || cursor > file_size) {
+    // Beyond the end: the file was emptied and the crash came before the
+    // header said so.
+    cursor = file_header_size;
+  }
+  cursor_ = cursor;
+  // Count what is left, and cut off an append that never finished so the
+  // next one is not glued to it. Corrupt records in between are left for
+  // next() to skip, log and count.
+  auto pos = cursor_;
+  for (;;) {
+    auto p = probe_at(pos, nullptr);
+    switch (p.what) {
+      case found::record:
+        ++records_;
+        pos = p.next;
+        continue;
+      case found::corrupt:
+        pos = p.next;
+        continue;
+      case found::torn_tail:
+        spdlog::warn("spool {}: cut off an unfinished record at offset {} ({} bytes, never "
+                     "acknowledged): {}",
+                     path_, pos, size_ - pos, p.reason);
+        cut_to(pos);
+        break;
+      case found::garbage_tail:
+        count_corrupt(pos, size_ - pos, p.reason);
+        cut_to(pos);
+        break;
+      case found::io_error:
+        throw std::runtime_error("spool " + path_ + " cannot be read at offset "
+                                 + std::to_string(pos) + ": " + errno_text());
+      case found::end: break;
+    }
+    break;
   }
 }
 
@@ -103,64 +428,264 @@ spool::~spool() {
     ::close(fd_);
 }
 
-bool spool::append(const std::vector<routed_event>& events) {
-  auto line = encode_spool_record(events);
-  line += '\n';
-  if (bytes_ + line.size() > max_bytes_)
-    return false;
-  if (fd_ < 0) {
-    struct stat st;
-    bool created = ::stat(path_.c_str(), &st) != 0;
-    fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd_ < 0)
-      return false;
-    if (created && !sync_parent_directory(path_))
-      return false;
+spool::append_status spool::append(const std::vector<routed_event>& events) {
+  auto payload = encode_spool_batch(events);
+  if (payload.size() > max_record_payload) {
+    spdlog::error("spool {}: a batch of {} bytes is over the record limit", path_,
+                  payload.size());
+    return append_status::full;
   }
-  size_t written = 0;
-  while (written < line.size()) {
-    auto n = ::write(fd_, line.data() + written, line.size() - written);
-    if (n < 0) {
-      if (errno == EINTR)
+  // A file without a header gets it in the same write as its first record.
+  uint64_t base = size_;
+  std::string frame = base == 0 ? file_header(file_header_size) : std::string{};
+  std::string head;
+  put_le32(head, record_magic);
+  put_le32(head, static_cast<uint32_t>(payload.size()));
+  put_le32(head, crc32c(payload));
+  put_le32(head, crc32c(head));
+  frame += head;
+  frame += payload;
+  if (frame.size() > max_bytes_ || base > max_bytes_ - frame.size())
+    return append_status::full;
+  if (fd_ < 0) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd_ < 0) {
+      spdlog::error("spool {}: cannot create: {}", path_, errno_text());
+      return append_status::failed;
+    }
+  }
+  if (tail_dirty_ && !cut_to(size_))
+    return append_status::failed;
+  if (!write_all_at(fd_, frame, base) || ::fdatasync(fd_) != 0
+      || (!directory_synced_ && !sync_parent_directory(path_))) {
+    spdlog::error("spool {}: append of {} bytes at offset {} failed: {}", path_, frame.size(),
+                  base, errno_text());
+    // The next record must not be glued to a fragment of this one.
+    cut_to(base);
+    return append_status::failed;
+  }
+  directory_synced_ = true;
+  size_ = base + frame.size();
+  ++records_;
+  return append_status::ok;
+}
+
+std::optional<spool::record> spool::next() {
+  if (fd_ < 0 || size_ == 0)
+    return std::nullopt;
+  auto pos = cursor_;
+  std::string payload;
+  for (bool done = false; !done;) {
+    auto p = probe_at(pos, &payload);
+    switch (p.what) {
+      case found::record: {
+        record r;
+        if (!decode_spool_batch(payload, r.events)) {
+          count_corrupt(pos, p.next - pos, "payload is not a valid batch");
+          if (records_ > 0)
+            --records_; // its CRC held, so the opening scan counted it
+          pos = p.next;
+          continue;
+        }
+        // Corrupt records before it are behind us for good.
+        if (pos != cursor_)
+          store_cursor(pos);
+        r.offset = pos;
+        r.end_offset = p.next;
+        return r;
+      }
+      case found::corrupt:
+        count_corrupt(pos, p.next - pos, p.reason);
+        pos = p.next;
         continue;
+      case found::torn_tail:
+        spdlog::warn("spool {}: cut off an unfinished record at offset {} ({} bytes): {}", path_,
+                     pos, size_ - pos, p.reason);
+        cut_to(pos);
+        done = true;
+        break;
+      case found::garbage_tail:
+        count_corrupt(pos, size_ - pos, p.reason);
+        cut_to(pos);
+        done = true;
+        break;
+      case found::io_error:
+        // Skipping or cutting what could not be read might lose records.
+        spdlog::error("spool {}: read failed at offset {}, replay stops here: {}", path_, pos,
+                      errno_text());
+        return std::nullopt;
+      case found::end: done = true; break;
+    }
+  }
+  if (size_ > file_header_size || cursor_ != file_header_size)
+    empty_file();
+  return std::nullopt;
+}
+
+void spool::consumed(const record& r) {
+  if (fd_ < 0 || r.offset != cursor_ || r.end_offset <= r.offset || r.end_offset > size_) {
+    // Moving the cursor anywhere else could skip a record never replayed.
+    spdlog::error("spool {}: consumed() of the record at offset {} while the cursor is at {}: "
+                  "ignored",
+                  path_, r.offset, cursor_);
+    return;
+  }
+  if (records_ > 0)
+    --records_;
+  if (r.end_offset == size_)
+    empty_file();
+  else
+    store_cursor(r.end_offset);
+}
+
+uint64_t spool::bytes() const noexcept {
+  return size_ > cursor_ ? size_ - cursor_ : 0;
+}
+
+uint64_t spool::records() const noexcept {
+  return records_;
+}
+
+uint64_t spool::file_bytes() const noexcept {
+  return size_;
+}
+
+uint64_t spool::corrupt_records() const noexcept {
+  return corrupt_;
+}
+
+const std::string& spool::path() const noexcept {
+  return path_;
+}
+
+spool::probe spool::probe_at(uint64_t pos, std::string* payload) {
+  if (pos >= size_)
+    return {found::end, pos, ""};
+  if (size_ - pos < record_header_size)
+    return {found::torn_tail, size_, "incomplete record header"};
+  char bytes[record_header_size];
+  if (!read_at(pos, bytes, sizeof(bytes)))
+    return {found::io_error, pos, ""};
+  record_header head;
+  if (!parse_record_header(bytes, head)) {
+    bool io_ok = true;
+    auto next = resync(pos + 1, io_ok);
+    if (!io_ok)
+      return {found::io_error, pos, ""};
+    if (next >= size_)
+      return {found::garbage_tail, size_,
+              "bad record header (magic, length or CRC) and no valid record after it"};
+    return {found::corrupt, next, "bad record header (magic, length or CRC)"};
+  }
+  auto end = pos + record_header_size + head.size;
+  if (end > size_)
+    return {found::torn_tail, size_, "payload shorter than its length"};
+  if (payload) {
+    payload->resize(head.size);
+    if (!read_at(pos + record_header_size, payload->data(), head.size))
+      return {found::io_error, pos, ""};
+    if (crc32c(*payload) != head.crc)
+      return {found::corrupt, end, "payload CRC mismatch"};
+    return {found::record, end, ""};
+  }
+  bool io_ok = true;
+  if (!payload_intact(pos + record_header_size, head.size, head.crc, io_ok))
+    return io_ok ? probe{found::corrupt, end, "payload CRC mismatch"}
+                 : probe{found::io_error, pos, ""};
+  return {found::record, end, ""};
+}
+
+uint64_t spool::resync(uint64_t from, bool& io_ok) {
+  std::string window;
+  auto pos = from;
+  while (pos < size_ && size_ - pos >= record_header_size) {
+    auto size = static_cast<size_t>(std::min<uint64_t>(size_ - pos, scan_chunk));
+    window.resize(size);
+    if (!read_at(pos, window.data(), size)) {
+      io_ok = false;
+      return size_;
+    }
+    for (size_t i = 0; i + record_header_size <= size; ++i) {
+      record_header head;
+      if (static_cast<unsigned char>(window[i]) != (record_magic & 0xffu)
+          || !parse_record_header(window.data() + i, head))
+        continue;
+      auto candidate = pos + i;
+      auto end = candidate + record_header_size + head.size;
+      if (end <= size_ && payload_intact(candidate + record_header_size, head.size, head.crc, io_ok))
+        return candidate;
+      if (!io_ok)
+        return size_;
+    }
+    // The last bytes of this window may start a header that ends in the next.
+    pos += size - (record_header_size - 1);
+  }
+  return size_;
+}
+
+bool spool::payload_intact(uint64_t pos, uint32_t size, uint32_t crc, bool& io_ok) {
+  char buffer[scan_chunk];
+  uint32_t sum = 0;
+  while (size > 0) {
+    auto n = std::min<size_t>(size, sizeof(buffer));
+    if (!read_at(pos, buffer, n)) {
+      io_ok = false;
       return false;
     }
-    written += static_cast<size_t>(n);
+    sum = crc32c(sum, buffer, n);
+    pos += n;
+    size -= static_cast<uint32_t>(n);
   }
-  if (::fdatasync(fd_) != 0)
-    return false;
-  bytes_ += line.size();
-  ++records_;
+  return sum == crc;
+}
+
+bool spool::read_at(uint64_t pos, char* out, size_t size) {
+  size_t done = 0;
+  while (done < size) {
+    auto n = ::pread(fd_, out + done, size - done, static_cast<off_t>(pos + done));
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n <= 0) {
+      if (n == 0)
+        errno = EIO; // shorter than we knew it: someone else cut it
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
   return true;
 }
 
-std::vector<std::vector<routed_event>> spool::read_all() const {
-  std::vector<std::vector<routed_event>> batches;
-  std::ifstream in{path_, std::ios::binary};
-  std::string line;
-  while (std::getline(in, line)) {
-    if (in.eof())
-      break; // no trailing newline: an append that never finished
-    std::vector<routed_event> batch;
-    if (decode_spool_record(line, batch))
-      batches.push_back(std::move(batch));
-  }
-  return batches;
+void spool::store_cursor(uint64_t cursor) {
+  cursor_ = cursor;
+  // A cursor that did not reach the disk only means a record replayed twice.
+  if (!write_all_at(fd_, file_header(cursor), 0) || ::fdatasync(fd_) != 0)
+    spdlog::warn("spool {}: replay cursor not saved: {}", path_, errno_text());
 }
 
-void spool::clear() {
-  if (fd_ >= 0) {
-    ::close(fd_);
-    fd_ = -1;
-  }
-  int fd = ::open(path_.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-  if (fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
-  ::unlink(path_.c_str());
-  bytes_ = 0;
+void spool::empty_file() {
   records_ = 0;
+  // Should the cut fail, the records behind the cursor are cut by the next
+  // append (or replayed once more after a restart: harmless).
+  cut_to(file_header_size);
+  store_cursor(file_header_size);
+}
+
+bool spool::cut_to(uint64_t size) {
+  size_ = size;
+  if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
+    spdlog::error("spool {}: cannot cut the file back to {} bytes: {}", path_, size,
+                  errno_text());
+    tail_dirty_ = true;
+    return false;
+  }
+  tail_dirty_ = false;
+  return true;
+}
+
+void spool::count_corrupt(uint64_t pos, uint64_t size, const char* reason) {
+  ++corrupt_;
+  spdlog::warn("spool {}: skipped a corrupt record at offset {} ({} bytes): {}", path_, pos,
+               size, reason);
 }
 
 } // namespace kapso

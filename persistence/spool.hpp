@@ -1,49 +1,122 @@
-// The outage spool: an append-only, fsync'd file of batches that could not
-// be committed, replayed into PostgreSQL when it is back.
+// The outage spool: an append-only file of batches PostgreSQL did not commit
+// in time, framed so a torn or corrupt record is found and skipped, and
+// replayed as a stream from a durable cursor.
 #pragma once
 
+#include <cstdint>
+#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "actors/protocol.hpp"
+#include "actors/protocol.hpp"   // routed_event (may move; keep using this include)
 
 namespace kapso {
 
+// The payload of one record: one batch of routed events, every field of
+// `event` and `routed_event` written from ONE field list (a table the encoder
+// and decoder both walk), so a new field cannot be forgotten by one side.
+std::string encode_spool_batch(const std::vector<routed_event>& events);
+
+// False when `payload` is not a valid encoding; `out` is unchanged then.
+// Never throws, never reads out of bounds, bounded allocation (fuzzed).
+bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out);
+
+// An exclusive flock(2) on a spool directory, held for the life of the
+// process: a second kapso-ingest on the same directory refuses to start
+// instead of truncating the first one's files.
+class spool_dir_lock {
+public:
+  // Creates `dir` (mode 0700) if needed and locks it. Throws
+  // std::runtime_error with a one-line message naming the directory (and the
+  // pid of the holder when known) when another process holds the lock.
+  explicit spool_dir_lock(const std::string& dir);
+  ~spool_dir_lock();
+  spool_dir_lock(const spool_dir_lock&) = delete;
+  spool_dir_lock& operator=(const spool_dir_lock&) = delete;
+private:
+  int fd_ = -1;
+};
+
 class spool {
 public:
-  // `path` is the file; it is created on the first append.
+  // `path` is the spool file (created mode 0600 on the first append; its
+  // directory is fsync'd when the file is created). An existing file is
+  // scanned once (streaming, bounded memory) for the counts. Throws
+  // std::runtime_error when the file has a header of an unknown version or
+  // is not a spool file at all (the writer then refuses to start: never
+  // truncate what we cannot read).
   spool(std::string path, size_t max_bytes);
   ~spool();
-
   spool(const spool&) = delete;
   spool& operator=(const spool&) = delete;
 
-  // Appends one batch as one record and fsyncs before returning. False when
-  // the spool is full or the write failed (then nothing was acknowledged).
-  bool append(const std::vector<routed_event>& events);
+  enum class append_status { ok, full, failed };
+  // Appends one batch as one record and fdatasyncs before returning ok.
+  // `full`: the record would take the file over max_bytes (nothing written).
+  // `failed`: a write or sync failed (ENOSPC, EIO, EFBIG, ...): the file is
+  // cut back (ftruncate) to the last whole record before returning, so the
+  // next record cannot be glued to a fragment. Nothing was acknowledged.
+  append_status append(const std::vector<routed_event>& events);
 
-  // Every complete record, oldest first; a torn last record (crash during
-  // append, never acknowledged) is dropped.
-  std::vector<std::vector<routed_event>> read_all() const;
+  // Replay. next() reads the first valid record at or after the durable
+  // cursor, reading one record at a time (never the whole file). Records it
+  // cannot read (bad magic, bad length, CRC mismatch, undecodable payload)
+  // are skipped: each is logged (offset, reason) and counted, and the cursor
+  // moves past it. A torn tail (an incomplete last record: a crash during an
+  // append that was never acknowledged) ends the replay and is cut off.
+  // nullopt when nothing is left. Calling next() again without consumed()
+  // returns the same record.
+  struct record {
+    std::vector<routed_event> events;
+    uint64_t offset = 0;      // where it starts
+    uint64_t end_offset = 0;  // where the next one starts
+  };
+  std::optional<record> next();
 
-  // Empties the file once its records are committed.
-  void clear();
+  // The record last returned by next() is stored in PostgreSQL: the durable
+  // cursor (kept in the file's header, fdatasync'd) moves past it, so a crash
+  // mid-replay resumes there. When the cursor reaches the end of the file,
+  // the file is emptied (truncated to its header).
+  void consumed(const record& r);
 
-  size_t bytes() const noexcept { return bytes_; }
-  size_t records() const noexcept { return records_; }
-  bool empty() const noexcept { return bytes_ == 0; }
-  const std::string& path() const noexcept { return path_; }
+  uint64_t bytes() const noexcept;      // bytes of records not yet replayed
+  uint64_t records() const noexcept;    // records not yet replayed
+  uint64_t file_bytes() const noexcept; // size on disk (what max_bytes limits)
+  bool empty() const noexcept { return records() == 0; }
+  uint64_t corrupt_records() const noexcept; // skipped since this object was made
+  const std::string& path() const noexcept;
 
 private:
+  // What a walk over the file finds at one offset.
+  enum class found { record, corrupt, torn_tail, garbage_tail, end, io_error };
+  struct probe {
+    found what = found::end;
+    uint64_t next = 0;        // where the walk continues
+    const char* reason = "";  // why it is not a record
+  };
+  // Looks at `pos`; the payload of a record is checked against its CRC (and
+  // left in `payload` when that is not null).
+  probe probe_at(uint64_t pos, std::string* payload);
+  void open_existing();
+  uint64_t resync(uint64_t from, bool& io_ok);
+  bool payload_intact(uint64_t pos, uint32_t size, uint32_t crc, bool& io_ok);
+  bool read_at(uint64_t pos, char* out, size_t size);
+  void store_cursor(uint64_t cursor);
+  void empty_file();
+  bool cut_to(uint64_t size);
+  void count_corrupt(uint64_t pos, uint64_t size, const char* reason);
+
   std::string path_;
   size_t max_bytes_;
   int fd_ = -1;
-  size_t bytes_ = 0;
-  size_t records_ = 0;
+  uint64_t size_ = 0;           // valid bytes in the file (0 = no header yet)
+  uint64_t cursor_ = 0;         // where replay starts (durable in the header)
+  uint64_t records_ = 0;
+  uint64_t corrupt_ = 0;
+  bool tail_dirty_ = false;     // bytes past size_ that a failed cut left
+  bool directory_synced_ = false;
 };
-
-// Encoding of one routed event in a spool record (exposed for tests).
-std::string encode_spool_record(const std::vector<routed_event>& events);
-bool decode_spool_record(const std::string& line, std::vector<routed_event>& out);
 
 } // namespace kapso

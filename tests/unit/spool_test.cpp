@@ -1,0 +1,538 @@
+// The outage spool: payload codec, framing, torn and corrupt records, failed
+// writes, the durable cursor and the directory lock (files in a temp dir).
+#include "persistence/spool.hpp"
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+
+#include <boost/test/unit_test.hpp>
+
+#include "persistence/crc32c.hpp"
+
+using namespace kapso;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A private directory, removed with everything in it.
+struct temp_dir {
+  fs::path path;
+
+  temp_dir() {
+    auto pattern = (fs::temp_directory_path() / "kapso-spool-test-XXXXXX").string();
+    BOOST_REQUIRE(::mkdtemp(pattern.data()) != nullptr);
+    path = pattern;
+  }
+  ~temp_dir() {
+    std::error_code ec;
+    fs::remove_all(path, ec);
+  }
+  std::string file(const std::string& name) const { return (path / name).string(); }
+};
+
+// Every field set, each to a value no other event or field has.
+routed_event distinct_event(int n) {
+  auto tag = [n](const char* field) { return std::string{field} + "-" + std::to_string(n); };
+  routed_event r;
+  r.workspace_id = tag("workspace");
+  auto& e = r.ev;
+  e.kind = event_kind::message_status;
+  e.event_type = tag("event_type");
+  e.phone_number_id = tag("phone_number_id");
+  e.contact_key = tag("contact_key");
+  e.contact_phone = tag("contact_phone");
+  e.contact_bsuid = tag("contact_bsuid");
+  e.contact_username = tag("contact_username");
+  e.contact_name = tag("contact_name");
+  e.whatsapp_conversation_id = tag("whatsapp_conversation_id");
+  e.message_id = tag("message_id");
+  e.timestamp = 1730000000 + n;
+  e.direction = tag("direction");
+  e.sender_type = tag("sender_type");
+  e.message_type = tag("message_type");
+  e.content = tag("content");
+  e.preview = tag("preview");
+  e.media_url = tag("media_url");
+  e.metadata_json = tag("metadata_json");
+  e.status = tag("status");
+  e.status_error_json = tag("status_error_json");
+  return r;
+}
+
+void check_equal(const routed_event& x, const routed_event& y) {
+  BOOST_TEST(x.workspace_id == y.workspace_id);
+  const auto& a = x.ev;
+  const auto& b = y.ev;
+  BOOST_TEST(static_cast<int>(a.kind) == static_cast<int>(b.kind));
+  BOOST_TEST(a.event_type == b.event_type);
+  BOOST_TEST(a.phone_number_id == b.phone_number_id);
+  BOOST_TEST(a.contact_key == b.contact_key);
+  BOOST_TEST(a.contact_phone == b.contact_phone);
+  BOOST_TEST(a.contact_bsuid == b.contact_bsuid);
+  BOOST_TEST(a.contact_username == b.contact_username);
+  BOOST_TEST(a.contact_name == b.contact_name);
+  BOOST_TEST(a.whatsapp_conversation_id == b.whatsapp_conversation_id);
+  BOOST_TEST(a.message_id == b.message_id);
+  BOOST_TEST(a.timestamp == b.timestamp);
+  BOOST_TEST(a.direction == b.direction);
+  BOOST_TEST(a.sender_type == b.sender_type);
+  BOOST_TEST(a.message_type == b.message_type);
+  BOOST_TEST(a.content == b.content);
+  BOOST_TEST(a.preview == b.preview);
+  BOOST_TEST(a.media_url == b.media_url);
+  BOOST_TEST(a.metadata_json == b.metadata_json);
+  BOOST_TEST(a.status == b.status);
+  BOOST_TEST(a.status_error_json == b.status_error_json);
+}
+
+void check_equal(const std::vector<routed_event>& x, const std::vector<routed_event>& y) {
+  BOOST_REQUIRE_EQUAL(x.size(), y.size());
+  for (size_t i = 0; i < x.size(); ++i)
+    check_equal(x[i], y[i]);
+}
+
+// Batch `n` of a test: a few events, distinct from every other batch.
+std::vector<routed_event> batch(int n, int events = 2) {
+  std::vector<routed_event> out;
+  for (int i = 0; i < events; ++i)
+    out.push_back(distinct_event(n * 100 + i));
+  return out;
+}
+
+// Replays everything, as the writer does.
+std::vector<std::vector<routed_event>> drain(spool& s) {
+  std::vector<std::vector<routed_event>> out;
+  while (auto r = s.next()) {
+    out.push_back(r->events);
+    s.consumed(*r);
+  }
+  return out;
+}
+
+struct span {
+  uint64_t offset;
+  uint64_t end;
+};
+
+// Where each record of the file at `path` lies, read from a copy.
+std::vector<span> record_spans(const std::string& path) {
+  auto copy = path + ".copy";
+  fs::copy_file(path, copy, fs::copy_options::overwrite_existing);
+  std::vector<span> out;
+  {
+    spool s{copy, std::numeric_limits<size_t>::max()};
+    while (auto r = s.next()) {
+      out.push_back({r->offset, r->end_offset});
+      s.consumed(*r);
+    }
+  }
+  fs::remove(copy);
+  return out;
+}
+
+uint64_t size_on_disk(const std::string& path) {
+  return fs::file_size(path);
+}
+
+void flip_byte(const std::string& path, uint64_t offset) {
+  int fd = ::open(path.c_str(), O_RDWR);
+  BOOST_REQUIRE(fd >= 0);
+  unsigned char byte = 0;
+  BOOST_REQUIRE(::pread(fd, &byte, 1, static_cast<off_t>(offset)) == 1);
+  byte ^= 0x5a;
+  BOOST_REQUIRE(::pwrite(fd, &byte, 1, static_cast<off_t>(offset)) == 1);
+  ::close(fd);
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in{path, std::ios::binary};
+  return {std::istreambuf_iterator<char>{in}, std::istreambuf_iterator<char>{}};
+}
+
+constexpr size_t unlimited = std::numeric_limits<size_t>::max();
+
+} // namespace
+
+BOOST_AUTO_TEST_SUITE(spool_codec)
+
+BOOST_AUTO_TEST_CASE(crc32c_known_value_and_streaming) {
+  // The check value of CRC-32C (RFC 3720 appendix B.4 family).
+  BOOST_TEST(crc32c(std::string_view{"123456789"}) == 0xe3069283u);
+  std::string text(1000, '\0');
+  for (size_t i = 0; i < text.size(); ++i)
+    text[i] = static_cast<char>(i * 7 + 3);
+  auto whole = crc32c(text);
+  for (size_t cut : {0, 1, 7, 8, 9, 500, 999, 1000})
+    BOOST_TEST(crc32c(crc32c(0, text.data(), cut), text.data() + cut, text.size() - cut)
+               == whole);
+}
+
+BOOST_AUTO_TEST_CASE(round_trip_keeps_every_field) {
+  std::vector<routed_event> events{distinct_event(1), distinct_event(2)};
+  // Empty strings everywhere, the other kind values, extreme timestamps.
+  routed_event empty;
+  empty.ev.metadata_json.clear();
+  empty.ev.timestamp = std::numeric_limits<int64_t>::min();
+  events.push_back(empty);
+  for (int kind = 0; kind <= static_cast<int>(event_kind::unknown); ++kind) {
+    auto r = distinct_event(10 + kind);
+    r.ev.kind = static_cast<event_kind>(kind);
+    r.ev.timestamp = kind % 2 ? std::numeric_limits<int64_t>::max() : -kind;
+    events.push_back(r);
+  }
+  // Bytes that are not UTF-8, and NULs inside strings.
+  auto binary = distinct_event(30);
+  binary.ev.content = std::string{"\xff\xfe\x00\x80 \xc3\x28 end", 12};
+  binary.ev.contact_name = std::string(3, '\0');
+  binary.workspace_id = "\xed\xa0\x80";
+  events.push_back(binary);
+  // A large field.
+  auto large = distinct_event(31);
+  large.ev.metadata_json = std::string(3 << 20, 'm');
+  events.push_back(large);
+
+  auto payload = encode_spool_batch(events);
+  std::vector<routed_event> decoded;
+  BOOST_REQUIRE(decode_spool_batch(payload, decoded));
+  check_equal(decoded, events);
+
+  std::vector<routed_event> none;
+  BOOST_REQUIRE(decode_spool_batch(encode_spool_batch({}), none));
+  BOOST_TEST(none.empty());
+}
+
+BOOST_AUTO_TEST_CASE(decoding_rejects_what_is_not_an_encoding) {
+  auto payload = encode_spool_batch(batch(1, 3));
+  std::vector<routed_event> out{distinct_event(99)};
+  // Every truncation, and a byte too many.
+  for (size_t size = 0; size < payload.size(); ++size)
+    BOOST_TEST(!decode_spool_batch(std::string_view{payload}.substr(0, size), out), size);
+  BOOST_TEST(!decode_spool_batch(payload + "x", out));
+  // A count no payload of this size can hold.
+  auto counted = payload;
+  counted[3] = '\x7f';
+  BOOST_TEST(!decode_spool_batch(counted, out));
+  // A kind past the last one: the kind field (tag 2, length 1) follows the
+  // workspace id field of the first event.
+  auto one = batch(1, 1);
+  auto bad_kind = encode_spool_batch(one);
+  auto at = 4 + 4 + 5 + one[0].workspace_id.size();
+  BOOST_REQUIRE(bad_kind[at] == 2);
+  bad_kind[at + 5] = static_cast<char>(static_cast<int>(event_kind::unknown) + 1);
+  BOOST_TEST(!decode_spool_batch(bad_kind, out));
+  // `out` untouched by every failure.
+  BOOST_REQUIRE_EQUAL(out.size(), 1u);
+  check_equal(out[0], distinct_event(99));
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(spool_file)
+
+BOOST_AUTO_TEST_CASE(missing_file_is_empty_and_created_mode_0600_on_first_append) {
+  temp_dir dir;
+  auto path = dir.file("writer-0.spool");
+  spool s{path, unlimited};
+  BOOST_TEST(s.empty());
+  BOOST_TEST(s.file_bytes() == 0u);
+  BOOST_TEST(!s.next().has_value());
+  BOOST_TEST(!fs::exists(path));
+  BOOST_REQUIRE(s.append(batch(1)) == spool::append_status::ok);
+  struct stat st {};
+  BOOST_REQUIRE(::stat(path.c_str(), &st) == 0);
+  BOOST_TEST((st.st_mode & 0777) == 0600u);
+  BOOST_TEST(s.records() == 1u);
+  BOOST_TEST(s.file_bytes() == size_on_disk(path));
+
+  // An existing empty file is as good as none.
+  auto empty_path = dir.file("empty.spool");
+  std::ofstream{empty_path}.close();
+  spool e{empty_path, unlimited};
+  BOOST_TEST(e.empty());
+  BOOST_REQUIRE(e.append(batch(2)) == spool::append_status::ok);
+  spool reopened{empty_path, unlimited};
+  auto replayed = drain(reopened);
+  BOOST_REQUIRE_EQUAL(replayed.size(), 1u);
+  check_equal(replayed[0], batch(2));
+}
+
+BOOST_AUTO_TEST_CASE(batches_come_back_in_order_after_a_reopen) {
+  temp_dir dir;
+  auto path = dir.file("s");
+  {
+    spool s{path, unlimited};
+    for (int n = 1; n <= 3; ++n)
+      BOOST_REQUIRE(s.append(batch(n, n)) == spool::append_status::ok);
+  }
+  spool s{path, unlimited};
+  BOOST_TEST(s.records() == 3u);
+  BOOST_TEST(s.bytes() > 0u);
+  // Without consumed(), next() stays on the same record.
+  auto first = s.next();
+  auto again = s.next();
+  BOOST_REQUIRE(first && again);
+  BOOST_TEST(first->offset == again->offset);
+  auto replayed = drain(s);
+  BOOST_REQUIRE_EQUAL(replayed.size(), 3u);
+  for (int n = 1; n <= 3; ++n)
+    check_equal(replayed[n - 1], batch(n, n));
+  BOOST_TEST(s.empty());
+  BOOST_TEST(s.bytes() == 0u);
+  BOOST_TEST(s.corrupt_records() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(cursor_survives_a_restart_and_the_drained_file_is_emptied) {
+  temp_dir dir;
+  auto path = dir.file("s");
+  uint64_t header_only = 0;
+  {
+    spool s{path, unlimited};
+    for (int n = 1; n <= 6; ++n)
+      BOOST_REQUIRE(s.append(batch(n)) == spool::append_status::ok);
+    for (int n = 1; n <= 3; ++n) {
+      auto r = s.next();
+      BOOST_REQUIRE(r);
+      check_equal(r->events, batch(n));
+      s.consumed(*r);
+    }
+    BOOST_TEST(s.records() == 3u);
+  }
+  {
+    spool s{path, unlimited};
+    BOOST_TEST(s.records() == 3u);
+    auto r = s.next();
+    BOOST_REQUIRE(r);
+    check_equal(r->events, batch(4));
+    // A record replayed but not marked consumed comes again after a crash.
+  }
+  {
+    spool s{path, unlimited};
+    auto replayed = drain(s);
+    BOOST_REQUIRE_EQUAL(replayed.size(), 3u);
+    for (int n = 4; n <= 6; ++n)
+      check_equal(replayed[n - 4], batch(n));
+    header_only = s.file_bytes();
+    BOOST_TEST(header_only == size_on_disk(path));
+    BOOST_TEST(s.bytes() == 0u);
+  }
+  spool s{path, unlimited};
+  BOOST_TEST(s.empty());
+  BOOST_TEST(!s.next().has_value());
+  // The emptied file takes new records as before.
+  BOOST_REQUIRE(s.append(batch(7)) == spool::append_status::ok);
+  BOOST_TEST(s.file_bytes() > header_only);
+  auto replayed = drain(s);
+  BOOST_REQUIRE_EQUAL(replayed.size(), 1u);
+  check_equal(replayed[0], batch(7));
+}
+
+BOOST_AUTO_TEST_CASE(torn_tail_is_cut_off_and_the_next_append_is_readable) {
+  temp_dir dir;
+  auto path = dir.file("s");
+  {
+    spool s{path, unlimited};
+    for (int n = 1; n <= 3; ++n)
+      BOOST_REQUIRE(s.append(batch(n)) == spool::append_status::ok);
+  }
+  auto spans = record_spans(path);
+  BOOST_REQUIRE_EQUAL(spans.size(), 3u);
+  // A crash in the middle of the third record's payload, then one in the
+  // middle of a header.
+  for (uint64_t cut : {spans[2].end - 5, spans[2].offset + 7}) {
+    fs::resize_file(path, cut);
+    spool s{path, unlimited};
+    BOOST_TEST(s.records() == 2u);
+    BOOST_TEST(size_on_disk(path) == spans[1].end);
+    BOOST_TEST(s.file_bytes() == spans[1].end);
+    BOOST_TEST(s.corrupt_records() == 0u);
+    BOOST_REQUIRE(s.append(batch(3)) == spool::append_status::ok);
+  }
+  spool s{path, unlimited};
+  auto replayed = drain(s);
+  BOOST_REQUIRE_EQUAL(replayed.size(), 3u);
+  for (int n = 1; n <= 3; ++n)
+    check_equal(replayed[n - 1], batch(n));
+  BOOST_TEST(s.corrupt_records() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_payload_byte_is_skipped_and_counted) {
+  temp_dir dir;
+  auto path = dir.file("s");
+  {
+    spool s{path, unlimited};
+    for (int n = 1; n <= 3; ++n)
+      BOOST_REQUIRE(s.append(batch(n)) == spool::append_status::ok);
+  }
+  auto spans = record_spans(path);
+  BOOST_REQUIRE_EQUAL(spans.size(), 3u);
+  flip_byte(path, spans[1].end - 1);
+  spool s{path, unlimited};
+  BOOST_TEST(s.records() == 2u);
+  auto replayed = drain(s);
+  BOOST_REQUIRE_EQUAL(replayed.size(), 2u);
+  check_equal(replayed[0], batch(1));
+  check_equal(replayed[1], batch(3));
+  BOOST_TEST(s.corrupt_records() == 1u);
+  BOOST_TEST(s.empty());
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_length_resynchronises_on_the_next_record) {
+  temp_dir dir;
+  auto path = dir.file("s");
+  {
+    spool s{path, unlimited};
+    for (int n = 1; n <= 4; ++n)
+      BOOST_REQUIRE(s.append(batch(n)) == spool::append_status::ok);
+  }
+  auto spans = record_spans(path);
+  BOOST_REQUIRE_EQUAL(spans.size(), 4u);
+  // Bytes 4..7 of a record header are the payload length (spool.cpp):
+  // the second record's length and the last record's.
+  flip_byte(path, spans[1].offset + 4);
+  flip_byte(path, spans[3].offset + 5);
+  uint64_t corrupt_at_open = 0;
+  {
+    spool s{path, unlimited};
+    BOOST_TEST(s.records() == 2u);
+    // The last record has nothing valid after it: cut off when opening.
+    corrupt_at_open = s.corrupt_records();
+    BOOST_TEST(corrupt_at_open == 1u);
+    BOOST_TEST(s.file_bytes() == spans[2].end);
+    auto replayed = drain(s);
+    BOOST_REQUIRE_EQUAL(replayed.size(), 2u);
+    check_equal(replayed[0], batch(1));
+    check_equal(replayed[1], batch(3));
+    BOOST_TEST(s.corrupt_records() == 2u);
+  }
+  spool s{path, unlimited};
+  BOOST_TEST(s.empty());
+  BOOST_TEST(s.corrupt_records() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(failed_write_is_cut_back_to_the_last_whole_record) {
+  temp_dir dir;
+  auto path = dir.file("s");
+  uint64_t before = 0;
+  {
+    spool s{path, unlimited};
+    for (int n = 1; n <= 2; ++n)
+      BOOST_REQUIRE(s.append(batch(n)) == spool::append_status::ok);
+    before = s.file_bytes();
+  }
+  // A file-size limit a couple of kilobytes past the end: the write of a large
+  // record stops part-way with EFBIG (SIGXFSZ ignored, as the server does).
+  pid_t child = ::fork();
+  BOOST_REQUIRE(child >= 0);
+  if (child == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);
+    rlimit limit{};
+    ::getrlimit(RLIMIT_FSIZE, &limit);
+    limit.rlim_cur = static_cast<rlim_t>(before + 2000);
+    if (::setrlimit(RLIMIT_FSIZE, &limit) != 0)
+      ::_exit(10);
+    spool s{path, unlimited};
+    auto big = batch(3, 50);
+    auto status = s.append(big);
+    if (status != spool::append_status::failed)
+      ::_exit(11);
+    if (fs::file_size(path) != before || s.file_bytes() != before || s.records() != 2)
+      ::_exit(12);
+    // A small record still fits under the limit and lands whole.
+    if (s.append(batch(4, 1)) != spool::append_status::ok)
+      ::_exit(13);
+    ::_exit(0);
+  }
+  int status = 0;
+  BOOST_REQUIRE(::waitpid(child, &status, 0) == child);
+  BOOST_REQUIRE(WIFEXITED(status));
+  BOOST_TEST(WEXITSTATUS(status) == 0, "child exit " << WEXITSTATUS(status));
+
+  spool s{path, unlimited};
+  BOOST_TEST(s.records() == 3u);
+  BOOST_REQUIRE(s.append(batch(5)) == spool::append_status::ok);
+  auto replayed = drain(s);
+  BOOST_REQUIRE_EQUAL(replayed.size(), 4u);
+  check_equal(replayed[0], batch(1));
+  check_equal(replayed[1], batch(2));
+  check_equal(replayed[2], batch(4, 1));
+  check_equal(replayed[3], batch(5));
+  BOOST_TEST(s.corrupt_records() == 0u);
+}
+
+BOOST_AUTO_TEST_CASE(max_bytes_refuses_with_full_and_writes_nothing) {
+  temp_dir dir;
+  uint64_t one_record = 0;
+  {
+    spool probe{dir.file("probe"), unlimited};
+    BOOST_REQUIRE(probe.append(batch(1)) == spool::append_status::ok);
+    one_record = probe.file_bytes();
+  }
+  auto path = dir.file("s");
+  spool tiny{path, 16};
+  BOOST_TEST((tiny.append(batch(1)) == spool::append_status::full));
+  BOOST_TEST(!fs::exists(path));
+
+  spool s{path, one_record};
+  BOOST_REQUIRE(s.append(batch(1)) == spool::append_status::ok);
+  BOOST_TEST((s.append(batch(2)) == spool::append_status::full));
+  BOOST_TEST(size_on_disk(path) == one_record);
+  BOOST_TEST(s.records() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(a_file_that_is_not_a_spool_of_this_version_is_refused_untouched) {
+  temp_dir dir;
+  auto path = dir.file("s");
+  {
+    spool s{path, unlimited};
+    BOOST_REQUIRE(s.append(batch(1)) == spool::append_status::ok);
+  }
+  // Bytes 8..11 of the file header are the format version.
+  flip_byte(path, 8);
+  auto contents = read_file(path);
+  BOOST_CHECK_THROW((spool{path, unlimited}), std::runtime_error);
+  BOOST_TEST(read_file(path) == contents);
+
+  // The JSON-lines spool of earlier builds, and any other file.
+  auto foreign = dir.file("old.spool");
+  std::ofstream{foreign} << R"([{"w":"ws","k":0}])" << "\n";
+  auto before = read_file(foreign);
+  BOOST_CHECK_THROW((spool{foreign, unlimited}), std::runtime_error);
+  BOOST_TEST(read_file(foreign) == before);
+  auto short_foreign = dir.file("short");
+  std::ofstream{short_foreign} << "hello";
+  BOOST_CHECK_THROW((spool{short_foreign, unlimited}), std::runtime_error);
+  BOOST_TEST(read_file(short_foreign) == "hello");
+}
+
+BOOST_AUTO_TEST_CASE(directory_lock_refuses_a_second_holder) {
+  temp_dir dir;
+  auto spool_dir = (dir.path / "nested" / "spool").string();
+  {
+    spool_dir_lock first{spool_dir};
+    struct stat st {};
+    BOOST_REQUIRE(::stat(spool_dir.c_str(), &st) == 0);
+    BOOST_TEST((st.st_mode & 0777) == 0700u);
+    try {
+      spool_dir_lock second{spool_dir};
+      BOOST_FAIL("a second lock on the same directory succeeded");
+    } catch (const std::runtime_error& e) {
+      std::string message = e.what();
+      BOOST_TEST(message == "spool directory " + spool_dir
+                              + " is in use by another kapso-ingest (pid "
+                              + std::to_string(::getpid()) + ")");
+    }
+  }
+  // Released with its holder.
+  BOOST_CHECK_NO_THROW(spool_dir_lock{spool_dir});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
