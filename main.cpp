@@ -94,22 +94,23 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
       spdlog::error("migrations not applied (database unreachable?): {}", e.what());
     }
   }
+  http_server server{sys, cfg};
   auto dir = sys.spawn<caf::detached>(directory, cfg);
-  std::vector<caf::actor> writers;
+  std::vector<writer_actor> writers;
   for (size_t i = 0; i < cfg.writers; ++i)
-    writers.push_back(sys.spawn<caf::detached>(persistence_writer, cfg, i));
-  auto route = sys.spawn(router, cfg, dir, writers);
+    writers.push_back(sys.spawn<caf::detached>(persistence_writer, cfg, i, server.sink()));
+  auto route = sys.spawn(router, cfg, dir, writers, server.sink());
   std::atomic<bool> failed{false};
   std::string failure;
-  std::vector<std::pair<std::string, caf::actor>> watched{{"router", route}, {"directory", dir}};
+  std::vector<std::pair<std::string, caf::actor>> watched{
+    {"router", caf::actor_cast<caf::actor>(route)}, {"directory", caf::actor_cast<caf::actor>(dir)}};
   for (size_t i = 0; i < writers.size(); ++i)
-    watched.emplace_back("writer " + std::to_string(i), writers[i]);
+    watched.emplace_back("writer " + std::to_string(i), caf::actor_cast<caf::actor>(writers[i]));
   auto watch = sys.spawn(supervisor, std::move(watched), [&](const std::string& why) {
     failure = why;
     failed = true;
   });
-  http_server server{sys, route, dir, cfg};
-  server.start();
+  server.start(route, dir);
   spdlog::info("kapso-ingest listening on {}:{} ({} writers, batch-max {}, spool {})",
                cfg.host, cfg.port, cfg.writers, cfg.batch_max,
                cfg.spool_dir.empty() ? std::string{"disabled"} : cfg.spool_dir);
@@ -228,6 +229,7 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
+    register_ingest_errors(cfg);
     caf::actor_system sys{cfg};
     return run_server(sys, values, signals);
   } catch (const std::exception& e) {

@@ -3,7 +3,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "http/signature.hpp"
+#include "config/secrets.hpp"
 #include "persistence/store.hpp"
 
 namespace kapso {
@@ -11,13 +11,12 @@ namespace kapso {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
+using directory_self = directory_actor::stateful_pointer<directory_state>;
 
-// After a failed call the directory answers "unavailable" at once for this
-// long instead of making every queued look-up wait for its own deadline on
-// a database that does not answer.
+// After a failed call the directory answers from its snapshot at once for
+// this long instead of making every queued look-up wait for its own deadline
+// on a database that does not answer.
 constexpr auto failure_hold = std::chrono::milliseconds(500);
-
-using directory_actor = caf::stateful_actor<directory_state>;
 
 bool holding_off(const directory_state& st) {
   return st.failed_at != clock_type::time_point{} && clock_type::now() - st.failed_at < failure_hold;
@@ -30,34 +29,95 @@ void failed(directory_state& st, const std::exception& e, const char* what) {
   st.store->disconnect();
 }
 
+workspace_info info_of(const known_workspace& ws) {
+  return workspace_info{ws.id, ws.phone_number_id, split_secrets(ws.secret_list)};
+}
+
+// The last known entries of `ids`: what serves while PostgreSQL is away.
+workspace_lookup from_snapshot(const directory_state& st, const std::vector<std::string>& ids) {
+  workspace_lookup out;
+  out.from_snapshot = true;
+  for (const auto& id : ids)
+    if (auto found = st.last_known.find(id); found != st.last_known.end())
+      out.found.push_back(info_of(found->second));
+  return out;
+}
+
+// Brings the last known entries in line with an answer of the database and
+// writes them out when they changed.
+void remember(directory_state& st, const std::vector<std::string>& ids,
+              const std::vector<inbox_store::workspace_row>& rows) {
+  bool changed = false;
+  std::map<std::string, const inbox_store::workspace_row*> by_id;
+  for (const auto& row : rows)
+    by_id.emplace(row.phone_number_id, &row);
+  for (const auto& id : ids) {
+    auto row = by_id.find(id);
+    auto known = st.last_known.find(id);
+    if (row == by_id.end()) {
+      if (known != st.last_known.end()) {
+        st.last_known.erase(known);
+        changed = true;
+      }
+      continue;
+    }
+    known_workspace now{row->second->id, row->second->phone_number_id,
+                        row->second->secret_list};
+    if (known == st.last_known.end() || known->second.id != now.id
+        || known->second.secret_list != now.secret_list) {
+      st.last_known[id] = std::move(now);
+      changed = true;
+    }
+  }
+  if (!changed || st.snapshot_path.empty())
+    return;
+  std::vector<known_workspace> all;
+  all.reserve(st.last_known.size());
+  for (const auto& [id, ws] : st.last_known)
+    all.push_back(ws);
+  save_workspace_snapshot(st.snapshot_path, all);
+}
+
 } // namespace
+
+std::string workspace_snapshot_path(const std::string& spool_dir) {
+  return spool_dir.empty() ? std::string{} : spool_dir + "/workspaces.snapshot";
+}
 
 directory_state::directory_state() = default;
 directory_state::~directory_state() = default;
 
-caf::behavior directory(directory_actor* self, settings cfg) {
-  self->state.cfg = cfg;
-  self->state.store = std::make_unique<inbox_store>(cfg.database_url, cfg.statement_timeout);
+directory_actor::behavior_type directory(directory_self self, settings cfg) {
+  auto& st = self->state;
+  st.cfg = cfg;
+  st.store = std::make_unique<inbox_store>(cfg.database_url, cfg.statement_timeout,
+                                           cfg.connect_timeout);
+  st.snapshot_path = workspace_snapshot_path(cfg.spool_dir);
+  if (!st.snapshot_path.empty()) {
+    for (auto& ws : load_workspace_snapshot(st.snapshot_path))
+      st.last_known.emplace(ws.phone_number_id, std::move(ws));
+    if (!st.last_known.empty())
+      spdlog::info("{} workspaces known from {}", st.last_known.size(), st.snapshot_path);
+  }
   return {
-    [=](resolve_atom, std::vector<std::string>& phone_ids)
-      -> caf::result<std::vector<workspace_info>> {
+    [=](resolve_atom, std::vector<std::string>& phone_ids) -> workspace_lookup {
       auto& st = self->state;
       if (holding_off(st))
-        return make_error(ingest_errc::unavailable);
+        return from_snapshot(st, phone_ids);
       try {
-        // Each look-up has its own deadline: the router falls back to the
-        // last known entry of a workspace when it passes.
-        auto deadline = clock_type::now() + st.cfg.actor_timeout;
-        st.store->ensure_connected(std::min(deadline, clock_type::now() + st.cfg.connect_timeout));
-        std::vector<workspace_info> found;
-        for (auto& row : st.store->find_workspaces(phone_ids, deadline))
-          found.push_back(workspace_info{std::move(row.id), std::move(row.phone_number_id),
-                                         split_secrets(row.secret_list)});
+        // Each look-up has its own deadline; past it, the last known
+        // entries answer.
+        auto rows = st.store->find_workspaces(phone_ids, clock_type::now() + st.cfg.actor_timeout);
         st.failed_at = {};
-        return found;
+        remember(st, phone_ids, rows);
+        workspace_lookup out;
+        for (const auto& row : rows)
+          out.found.push_back(
+            workspace_info{row.id, row.phone_number_id, split_secrets(row.secret_list)});
+        return out;
       } catch (const std::exception& e) {
         failed(st, e, "workspace look-up");
-        return make_error(ingest_errc::unavailable);
+        return from_snapshot(st, phone_ids);
       }
     },
     [=](readiness_atom) -> bool {
@@ -65,9 +125,7 @@ caf::behavior directory(directory_actor* self, settings cfg) {
       if (holding_off(st))
         return false;
       try {
-        auto deadline = clock_type::now() + st.cfg.actor_timeout;
-        st.store->ensure_connected(std::min(deadline, clock_type::now() + st.cfg.connect_timeout));
-        bool current = st.store->schema_current(deadline);
+        bool current = st.store->schema_current(clock_type::now() + st.cfg.actor_timeout);
         st.failed_at = {};
         return current;
       } catch (const std::exception& e) {

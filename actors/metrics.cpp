@@ -126,6 +126,7 @@ std::string metrics::render() const {
   gauge(out, "kapso_spooled_events_total", "Events written to the outage spool.", static_cast<int64_t>(spooled_events_total.load()), "counter");
   gauge(out, "kapso_replayed_events_total", "Spooled events replayed into PostgreSQL.", static_cast<int64_t>(replayed_events_total.load()), "counter");
   gauge(out, "kapso_spool_corrupt_records_total", "Spool records skipped because they could not be read.", static_cast<int64_t>(spool_corrupt_records_total.load()), "counter");
+  gauge(out, "kapso_spool_dropped_events_total", "Spooled events dropped at replay because their workspace no longer exists.", static_cast<int64_t>(spool_dropped_events_total.load()), "counter");
   gauge(out, "kapso_commit_failures_total", "Batch commits that failed (before retry or spool).", static_cast<int64_t>(commit_failures_total.load()), "counter");
   return out;
 }

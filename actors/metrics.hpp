@@ -48,6 +48,7 @@ public:
   std::atomic<uint64_t> spooled_events_total{0};
   std::atomic<uint64_t> replayed_events_total{0};
   std::atomic<uint64_t> spool_corrupt_records_total{0};
+  std::atomic<uint64_t> spool_dropped_events_total{0};
   std::atomic<uint64_t> commit_failures_total{0};
   std::atomic<int64_t> workspace_cache_entries{0};
 

@@ -1,5 +1,6 @@
-// The persistence actor: batches the writes of its share of conversations
-// into few transactions and answers each write only after its commit.
+// The persistence actor (writer): owns a fixed share of conversations,
+// batches the parts routed to it into few transactions, and answers each
+// delivery part only after its commit (or after the outage spool took it).
 #pragma once
 
 #include <chrono>
@@ -9,6 +10,7 @@
 
 #include <caf/all.hpp>
 
+#include "actors/conversation.hpp"
 #include "actors/protocol.hpp"
 #include "config/settings.hpp"
 
@@ -20,27 +22,31 @@ class spool;
 struct persistence_state {
   settings cfg;
   size_t index = 0;                         // which writer of the pool
+  answer_sink_ptr sink;
   std::unique_ptr<inbox_store> store;
   std::unique_ptr<spool> outage_spool;      // null when the spool is disabled
-  std::vector<routed_event> batch;
-  std::vector<caf::typed_response_promise<write_outcome>> waiting; // per entry
+  std::unique_ptr<conversation_lanes> lanes;
+  std::vector<write_part> queued;           // parts waiting for the next commit
+  size_t queued_events = 0;
   bool commit_scheduled = false;
-  bool db_down = false;                     // last attempt found PostgreSQL away
+  bool db_down = false;                     // the last attempt found PostgreSQL unavailable
   std::chrono::steady_clock::time_point db_down_since;
   bool replay_scheduled = false;
-  int64_t reported_spool_bytes = 0;         // this spool's share of the gauges
+  std::chrono::steady_clock::time_point last_pending_sweep;
+  int64_t reported_spool_bytes = 0;         // this writer's share of the gauges
   int64_t reported_spool_records = 0;
+  int64_t reported_lanes = 0;
 
   persistence_state();
+  // Parts still queued when the writer stops are answered (503): nobody is
+  // left waiting for a writer that is gone.
   ~persistence_state();
 };
 
-// Spawn with spawn<caf::detached>: every libpqxx call blocks.
-// Handles: (persist_atom, routed_event) -> write_outcome.
-caf::behavior persistence_writer(caf::stateful_actor<persistence_state>* self,
-                                 settings cfg, size_t index);
-
-// Which writer owns a conversation: a fixed share by hash.
-size_t writer_for(const conversation_key& key, size_t writers);
+// Spawn with spawn<caf::detached>: every database call blocks (each with its
+// own deadline).
+writer_actor::behavior_type
+persistence_writer(writer_actor::stateful_pointer<persistence_state> self, settings cfg,
+                   size_t index, answer_sink_ptr sink);
 
 } // namespace kapso

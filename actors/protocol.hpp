@@ -1,87 +1,24 @@
-// The vocabulary shared by every folder: events, deliveries, outcomes, atoms.
+// The actors' vocabulary: deliveries, the parts writers commit, how answers
+// travel back, atoms and the typed interfaces; the only header other folders
+// include from actors/.
 #pragma once
 
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <caf/all.hpp>
 
+#include "persistence/event.hpp"
+
 namespace kapso {
-
-// -- events ------------------------------------------------------------------
-
-// What one webhook event asks the inbox to do.
-enum class event_kind : uint8_t {
-  message_received,      // inbound message from a customer
-  message_sent,          // outbound echo (business app, API, bot)
-  message_status,        // delivered / read / failed / sent for a known message id
-  conversation_created,  // upsert contact + conversation only
-  conversation_ended,    // conversation status -> closed
-  conversation_inactive, // accepted and counted, no data change
-  unknown,               // an event type we do not handle: counted as ignored
-};
-
-const char* to_string(event_kind kind);
-
-// One event, parsed and normalised; everything the database needs, nothing
-// it has to look up in the JSON again. Empty strings mean "absent".
-struct event {
-  event_kind kind = event_kind::unknown;
-  std::string event_type;      // the type string as received, for logs/metrics
-  std::string phone_number_id; // business number: routes to the workspace
-
-  // The customer. `contact_key` is what goes into contacts.phone: the E.164
-  // phone when there is one, else "bsuid:<id>", else "username:<name>".
-  std::string contact_key;
-  std::string contact_phone;   // E.164, may be empty
-  std::string contact_bsuid;   // business_scoped_user_id, may be empty
-  std::string contact_username;
-  std::string contact_name;
-  std::string whatsapp_conversation_id; // Kapso's conversation id, if any
-
-  // The message (message_* kinds).
-  std::string message_id;      // kapso_message_id (wamid...)
-  int64_t timestamp = 0;       // WhatsApp timestamp, unix seconds (0 = unknown)
-  std::string direction;       // "inbound" | "outbound"
-  std::string sender_type;     // "contact" | "user" | "bot"
-  std::string message_type;    // text, image, ...
-  std::string content;         // messages.content (may be empty -> NULL)
-  std::string preview;         // <= 100 chars, UTF-8 safe
-  std::string media_url;
-  std::string metadata_json = "{}"; // JSON object for messages.metadata
-  std::string status;          // received | sent | delivered | read | failed
-  std::string status_error_json; // failed statuses: the error object, else ""
-};
-
-// Which conversation an event belongs to once its workspace is known.
-struct conversation_key {
-  std::string workspace_id;
-  std::string contact_key;
-
-  friend bool operator==(const conversation_key& x, const conversation_key& y) {
-    return x.workspace_id == y.workspace_id && x.contact_key == y.contact_key;
-  }
-};
-
-struct conversation_key_hash {
-  size_t operator()(const conversation_key& k) const noexcept {
-    return std::hash<std::string>{}(k.workspace_id)
-           ^ (std::hash<std::string>{}(k.contact_key) * 1099511628211ull);
-  }
-};
-
-// An event bound to its workspace: the unit the persistence actors write.
-struct routed_event {
-  std::string workspace_id;
-  event ev;
-};
 
 // -- deliveries ----------------------------------------------------------------
 
-// One verified-to-be-JSON POST body, parsed, before the signature check
-// (which needs the workspace's secret, known only to the router).
+// One POST body, parsed, before the signature check (which needs the
+// workspace's secret, known only to the router).
 struct delivery {
   std::string body;               // exact raw bytes, for the HMAC
   std::string kapso_signature;    // X-Webhook-Signature or X-Kapso-Signature
@@ -98,21 +35,13 @@ struct delivery_result {
   uint32_t accepted = 0;
   uint32_t duplicates = 0;
   uint32_t ignored = 0;
-};
 
-// The fate of one routed event after its batch committed.
-// `retry`: not written for a reason that may pass (e.g. the workspace row
-// changed under us); answered as an error so Kapso delivers it again.
-enum class write_outcome : uint8_t { accepted, duplicate, ignored, retry };
-
-// -- workspaces ------------------------------------------------------------------
-
-// What the router needs to know of a workspace: its id and its own secrets
-// (empty = the global secrets apply).
-struct workspace_info {
-  std::string id;
-  std::string phone_number_id;
-  std::vector<std::string> secrets;
+  delivery_result& operator+=(const delivery_result& other) {
+    accepted += other.accepted;
+    duplicates += other.duplicates;
+    ignored += other.ignored;
+    return *this;
+  }
 };
 
 // -- errors --------------------------------------------------------------------
@@ -128,33 +57,96 @@ enum class ingest_errc : uint8_t {
 caf::error make_error(ingest_errc x);
 const char* to_string(ingest_errc x);
 
-// -- deadlines -----------------------------------------------------------------
+// Lets CAF render ingest errors by name (for logs).
+void register_ingest_errors(caf::actor_system_config& cfg);
 
-// The events inside one delivery carry no timer of their own: the delivery's
-// deadline (the router answers every delivery within http.request-timeout-ms,
-// checked by one periodic sweep) bounds all of them, and every writer path
-// answers every request. CAF 0.17 never cancels a request
-// timeout, so each one costs a clock insertion, a wake-up of the timer
-// thread and a stale message later: one per event per hop was about 14 % of
-// the server's CPU. Only the hops inside a delivery use this.
-inline const caf::duration within_delivery_deadline{caf::infinite};
+// -- answers -------------------------------------------------------------------
+
+// Where the answer to a delivery goes, by the ticket the HTTP layer gave it.
+// Called from any actor's thread; http/ implements it and keeps the request
+// handles. A delivery is split into `parts` (one per writer it needs, or one
+// for the router alone); it is answered 200 when every part is done, or at
+// once with the first failure.
+class answer_sink {
+public:
+  virtual ~answer_sink();
+  virtual void part_done(uint64_t ticket, uint32_t parts, const delivery_result& counts) = 0;
+  virtual void failed(uint64_t ticket, ingest_errc why) = 0;
+};
+
+using answer_sink_ptr = std::shared_ptr<answer_sink>;
+
+// -- writes ----------------------------------------------------------------------
+
+// One event of a part: its place in the delivery and its workspace.
+struct write_item {
+  uint32_t index;     // into delivery::events
+  uint32_t workspace; // into write_part::workspace_ids
+};
+
+// The events of one delivery that one writer stores: one message per
+// (delivery, writer), however many events. The events stay in the delivery.
+struct write_part {
+  delivery_ptr d;
+  uint64_t ticket = 0;
+  uint32_t parts = 1;              // how many parts the delivery was split into
+  delivery_result counted;         // decided by the router (ignored, ...): part 0 only
+  int64_t arrival = 0;             // unix seconds, for events without a timestamp
+  std::vector<std::string> workspace_ids;
+  std::vector<write_item> items;
+};
+
+// Which writer owns a conversation: a fixed share by hash of (workspace,
+// customer); a status without a customer goes by its message id.
+size_t writer_for(std::string_view workspace_id, const event& ev, size_t writers);
+
+// -- workspaces ------------------------------------------------------------------
+
+// What the router needs to know of a workspace: its id and its own secrets
+// (empty = the global secrets apply).
+struct workspace_info {
+  std::string id;
+  std::string phone_number_id;
+  std::vector<std::string> secrets;
+};
+
+// The directory's answer to a look-up. `from_snapshot`: PostgreSQL did not
+// answer and these are the last known entries kept on disk; an id missing
+// from them is unknown for now, not known to match no workspace.
+struct workspace_lookup {
+  std::vector<workspace_info> found;
+  bool from_snapshot = false;
+};
 
 // -- atoms -----------------------------------------------------------------------
 // Prefixed with "k" so none collides with CAF's built-in atom texts.
 
-using ingest_atom = caf::atom_constant<caf::atom("kingest")>;     // delivery -> router -> conversation
-using persist_atom = caf::atom_constant<caf::atom("kpersist")>;   // conversation -> persistence
-using commit_atom = caf::atom_constant<caf::atom("kcommit")>;     // persistence: write the batch now
+using ingest_atom = caf::atom_constant<caf::atom("kingest")>;     // http -> router
+using persist_atom = caf::atom_constant<caf::atom("kpersist")>;   // router -> writer
+using commit_atom = caf::atom_constant<caf::atom("kcommit")>;     // writer: write the batch now
 using resolve_atom = caf::atom_constant<caf::atom("kresolve")>;   // router -> directory
 using readiness_atom = caf::atom_constant<caf::atom("kready")>;   // http -> directory
 using sweep_atom = caf::atom_constant<caf::atom("ksweep")>;       // periodic housekeeping
 using replay_atom = caf::atom_constant<caf::atom("kreplay")>;     // spool -> database
-using idle_atom = caf::atom_constant<caf::atom("kidle")>;         // conversation idle check
+
+// -- typed interfaces ------------------------------------------------------------
+
+// (ingest_atom, delivery, ticket): answered through the answer sink.
+using router_actor = caf::typed_actor<caf::reacts_to<ingest_atom, delivery_ptr, uint64_t>>;
+
+// (persist_atom, part): answered through the answer sink after commit (or
+// the spool). The other messages are the writer's own timers.
+using writer_actor = caf::typed_actor<caf::reacts_to<persist_atom, write_part>,
+                                      caf::reacts_to<commit_atom>,
+                                      caf::reacts_to<replay_atom>,
+                                      caf::reacts_to<sweep_atom>>;
+
+using directory_actor = caf::typed_actor<
+  caf::replies_to<resolve_atom, std::vector<std::string>>::with<workspace_lookup>,
+  caf::replies_to<readiness_atom>::with<bool>>;
 
 } // namespace kapso
 
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(std::vector<kapso::workspace_info>)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kapso::workspace_lookup)
 CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kapso::delivery_ptr)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kapso::routed_event)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kapso::delivery_result)
-CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kapso::write_outcome)
+CAF_ALLOW_UNSAFE_MESSAGE_TYPE(kapso::write_part)

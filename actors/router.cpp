@@ -1,26 +1,21 @@
-// Workspace resolution, signature check and fan-out of one delivery.
+// Workspace resolution, signature check and the split of one delivery into
+// one part per writer.
 #include "actors/router.hpp"
 
+#include <algorithm>
 #include <ctime>
 #include <optional>
 
 #include <spdlog/spdlog.h>
 
-#include "actors/conversation.hpp"
 #include "actors/metrics.hpp"
-#include "actors/persistence.hpp"
-#include "http/signature.hpp"
+#include "actors/signature.hpp"
 
 namespace kapso {
 
 struct delivery_job {
   delivery_ptr d;
-  // Who is answered: the promise of a request, or `reply_to` with `ticket`.
-  caf::typed_response_promise<delivery_result> rp;
-  caf::actor reply_to;
   uint64_t ticket = 0;
-  uint64_t id = 0; // key in router_state::open_jobs
-  caf::actor_clock::time_point deadline;
   bool answered = false;
   size_t lookups_left = 0;
   bool lookup_failed = false;
@@ -32,7 +27,7 @@ struct delivery_job {
 namespace {
 
 using clock_type = std::chrono::steady_clock;
-using router_actor = caf::stateful_actor<router_state>;
+using router_self = router_actor::stateful_pointer<router_state>;
 
 // Caps the maps keyed by values seen on the wire, in entries; the values
 // themselves are bounded in length, so the maps are bounded in bytes too.
@@ -45,10 +40,6 @@ constexpr size_t max_phone_number_id_length = 100;
 // While the directory's last look-up failed this recently, a workspace we
 // know is served from its last known entry without asking again.
 constexpr auto directory_down_hold = std::chrono::milliseconds(1000);
-
-// How often deliveries past their deadline are looked for: the precision of
-// the timeout, at the cost of one timer per period instead of per delivery.
-constexpr auto deadline_sweep_period = std::chrono::milliseconds(100);
 
 // Drops the negative cache entries (ids that matched no workspace) that no
 // delivery is waiting for; known workspaces stay.
@@ -64,9 +55,9 @@ void forget_unknown_workspaces(router_state& st) {
 }
 
 // A token bucket of router.lookup-rate tokens per second, one second deep.
-bool take_lookup_token(router_state& st, caf::actor_clock::time_point now) {
+bool take_lookup_token(router_state& st, clock_type::time_point now) {
   auto rate = static_cast<double>(st.cfg.lookup_rate);
-  if (st.lookup_tokens_at != caf::actor_clock::time_point{}) {
+  if (st.lookup_tokens_at != clock_type::time_point{}) {
     auto elapsed = std::chrono::duration<double>(now - st.lookup_tokens_at).count();
     st.lookup_tokens = std::min(rate, st.lookup_tokens + elapsed * rate);
   } else {
@@ -79,151 +70,11 @@ bool take_lookup_token(router_state& st, caf::actor_clock::time_point now) {
   return true;
 }
 
-// Answers a delivery once: later outcomes of a delivery that timed out are
-// dropped.
-void answer(router_actor* self, delivery_job& job, caf::expected<delivery_result> x) {
+void refuse(router_state& st, delivery_job& job, ingest_errc why) {
   if (job.answered)
     return;
   job.answered = true;
-  if (job.reply_to) {
-    if (x)
-      self->send(job.reply_to, ingest_atom::value, job.ticket, *x);
-    else
-      self->send(job.reply_to, ingest_atom::value, job.ticket, x.error());
-  } else if (x) {
-    job.rp.deliver(*x);
-  } else {
-    job.rp.deliver(x.error());
-  }
-  // Last: this may release the job.
-  self->state.open_jobs.erase(job.id);
-}
-
-// Answers `ingest_errc::timeout` for deliveries past their deadline.
-void sweep_deadlines(router_actor* self) {
-  auto& st = self->state;
-  auto now = self->clock().now();
-  while (!st.open_jobs.empty() && st.open_jobs.begin()->second->deadline <= now) {
-    auto job = st.open_jobs.begin()->second;
-    spdlog::warn("delivery of {} events not committed within {} ms: answered 503 "
-                 "(Kapso retries)", job->d->events.size(), st.cfg.request_timeout.count());
-    answer(self, *job, make_error(ingest_errc::timeout));
-  }
-  st.deadline_sweep_scheduled = !st.open_jobs.empty();
-  if (st.deadline_sweep_scheduled)
-    self->delayed_send(self, deadline_sweep_period, sweep_atom::value);
-}
-
-// Counts the outcomes of one delivery's events and answers once all are in.
-struct tally {
-  router_actor* self;
-  std::shared_ptr<delivery_job> job;
-  delivery_result result;
-  size_t remaining = 0;
-  bool failed = false; // an event was not written: the delivery is retried
-
-  void add(write_outcome outcome) {
-    switch (outcome) {
-      case write_outcome::accepted: ++result.accepted; break;
-      case write_outcome::duplicate: ++result.duplicates; break;
-      case write_outcome::ignored: ++result.ignored; break;
-      case write_outcome::retry: fail(); return;
-    }
-    done_one();
-  }
-
-  void fail() {
-    failed = true;
-    done_one();
-  }
-
-  void done_one() {
-    if (--remaining > 0)
-      return;
-    if (failed)
-      answer(self, *job, make_error(ingest_errc::unavailable));
-    else
-      answer(self, *job, result);
-  }
-};
-
-// Whose serial order an event joins: its customer's conversation, or for a
-// status without a customer, its message.
-conversation_key key_for(const routed_event& r) {
-  if (!r.ev.contact_key.empty())
-    return {r.workspace_id, r.ev.contact_key};
-  return {r.workspace_id, "msg:" + r.ev.message_id};
-}
-
-// Where an event goes: its conversation actor (spawned if needed), or at
-// the cap straight to the writer owning the conversation, which serialises
-// too.
-struct event_target {
-  caf::actor actor;
-  bool is_writer = false;
-};
-
-event_target target_for(router_actor* self, const conversation_key& key) {
-  auto& st = self->state;
-  auto found = st.conversations.find(key);
-  if (found != st.conversations.end())
-    return {found->second};
-  auto& writer = st.writers[writer_for(key, st.writers.size())];
-  if (st.conversations.size() >= st.cfg.conversation_max)
-    return {writer, true};
-  // Monitored, not linked: a link puts every conversation in the router's
-  // own attachable list, which each idle stop then walks (quadratic).
-  auto actor = self->spawn(conversation, writer, st.cfg.conversation_idle);
-  self->monitor(actor);
-  st.key_of.emplace(actor.address(), key);
-  st.conversations.emplace(key, actor);
-  return {actor};
-}
-
-// Where an event comes from: its delivery and place in it, so a resend
-// rebuilds it instead of every event carrying a spare copy.
-struct event_source {
-  delivery_ptr d;
-  size_t index;
-  std::string workspace_id;
-  int64_t timestamp; // the event's own, or its arrival time when it had none
-};
-
-routed_event routed(const event_source& src) {
-  routed_event r{src.workspace_id, src.d->events[src.index]};
-  r.ev.timestamp = src.timestamp;
-  return r;
-}
-
-void send_event(router_actor* self, event_source src, std::shared_ptr<tally> t,
-                bool may_resend) {
-  auto r = routed(src);
-  auto key = key_for(r);
-  auto [target, to_writer] = target_for(self, key);
-  auto on_outcome = [=](write_outcome outcome) { t->add(outcome); };
-  auto on_error = [=](caf::error& err) {
-    // A conversation actor that stopped for idleness just before our
-    // request arrived: start a fresh one and send again, once.
-    if (may_resend && err == caf::sec::request_receiver_down) {
-      auto& st = self->state;
-      auto found = st.conversations.find(key);
-      if (found != st.conversations.end() && found->second == target) {
-        st.key_of.erase(target.address());
-        st.conversations.erase(found);
-      }
-      send_event(self, src, t, false);
-      return;
-    }
-    spdlog::warn("event {} not confirmed (delivery answered 503, Kapso retries): {}",
-                 src.d->events[src.index].message_id, self->system().render(err));
-    t->fail();
-  };
-  if (to_writer)
-    self->request(target, within_delivery_deadline, persist_atom::value, std::move(r))
-      .then(on_outcome, on_error);
-  else
-    self->request(target, within_delivery_deadline, ingest_atom::value, std::move(r))
-      .then(on_outcome, on_error);
+  st.sink->failed(job.ticket, why);
 }
 
 const std::vector<std::string>& secrets_for(const router_state& st, const workspace_entry* ws) {
@@ -267,7 +118,52 @@ bool verify(const router_state& st, delivery_job& job,
   return true;
 }
 
-void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
+// An event that needs no write: counted here, logged once where it says
+// something about the sender.
+bool settle_without_write(router_self self, const event& ev, const workspace_entry* ws,
+                          delivery_result& counts) {
+  auto& st = self->state;
+  auto ignore = [&] {
+    metrics::global().count_event(ev.event_type, write_outcome::ignored);
+    ++counts.ignored;
+    return true;
+  };
+  if (ev.phone_number_id.size() > max_phone_number_id_length) {
+    spdlog::warn("event {} ignored: its phone_number_id is {} bytes long (at most {})",
+                 ev.message_id.substr(0, max_type_length), ev.phone_number_id.size(),
+                 max_phone_number_id_length);
+    return ignore();
+  }
+  if (ev.kind == event_kind::unknown) {
+    if (ev.event_type.size() <= max_type_length
+        && st.unknown_types_logged.size() < max_logged_types
+        && st.unknown_types_logged.insert(ev.event_type).second)
+      spdlog::info("event type '{}' is not handled: accepted and ignored", ev.event_type);
+    return ignore();
+  }
+  if (ws == nullptr || !ws->known) {
+    auto now = self->clock().now();
+    if (st.unknown_logged.size() >= max_unknown_ids)
+      st.unknown_logged.clear();
+    auto& logged = st.unknown_logged[ev.phone_number_id];
+    if (logged == clock_type::time_point{} || now - logged >= st.cfg.unknown_log_period) {
+      logged = now;
+      spdlog::warn("phone_number_id {} matches no workspace: its events are ignored",
+                   ev.phone_number_id);
+    }
+    return ignore();
+  }
+  if (ev.kind == event_kind::conversation_inactive) {
+    metrics::global().count_event(ev.event_type, write_outcome::accepted);
+    ++counts.accepted;
+    return true;
+  }
+  return false;
+}
+
+// Verifies the delivery, then sends each writer the events of the
+// conversations it owns: one message per (delivery, writer).
+void process(router_self self, const std::shared_ptr<delivery_job>& job) {
   auto& st = self->state;
   const auto& d = *job->d;
   std::vector<const workspace_entry*> entries;
@@ -278,64 +174,51 @@ void process(router_actor* self, const std::shared_ptr<delivery_job>& job) {
   }
   if (!verify(st, *job, entries)) {
     spdlog::warn("delivery rejected: signature missing or wrong ({} events)", d.events.size());
-    answer(self, *job, make_error(ingest_errc::bad_signature));
+    refuse(st, *job, ingest_errc::bad_signature);
     return;
   }
-  auto t = std::make_shared<tally>();
-  t->self = self;
-  t->job = job;
-  t->result.ignored = d.malformed;
+  delivery_result counts;
+  counts.ignored = d.malformed;
   if (d.malformed > 0)
     metrics::global().count_event("malformed", write_outcome::ignored, d.malformed);
-  t->remaining = 1; // held until every event is sent
-  auto now = self->clock().now();
+  std::vector<write_part> parts(st.writers.size());
+  auto arrival = static_cast<int64_t>(std::time(nullptr));
   for (size_t i = 0; i < d.events.size(); ++i) {
     const auto& ev = d.events[i];
-    auto* ws = entries[i];
-    if (ev.phone_number_id.size() > max_phone_number_id_length) {
-      spdlog::warn("event {} ignored: its phone_number_id is {} bytes long (at most {})",
-                   ev.message_id.empty() ? "-" : ev.message_id.substr(0, max_type_length),
-                   ev.phone_number_id.size(), max_phone_number_id_length);
-      metrics::global().count_event(ev.event_type, write_outcome::ignored);
-      ++t->result.ignored;
+    if (settle_without_write(self, ev, entries[i], counts))
       continue;
-    }
-    if (ev.kind == event_kind::unknown) {
-      if (ev.event_type.size() <= max_type_length
-          && st.unknown_types_logged.size() < max_logged_types
-          && st.unknown_types_logged.insert(ev.event_type).second)
-        spdlog::info("event type '{}' is not handled: accepted and ignored", ev.event_type);
-      metrics::global().count_event(ev.event_type, write_outcome::ignored);
-      ++t->result.ignored;
-      continue;
-    }
-    if (ws == nullptr || !ws->known) {
-      // Bounded: ids come from the network, not from our own tables.
-      if (st.unknown_logged.size() >= max_unknown_ids)
-        st.unknown_logged.clear();
-      auto& logged = st.unknown_logged[ev.phone_number_id];
-      if (logged == clock_type::time_point{} || now - logged >= st.cfg.unknown_log_period) {
-        logged = now;
-        spdlog::warn("phone_number_id {} matches no workspace: its events are ignored",
-                     ev.phone_number_id);
-      }
-      metrics::global().count_event(ev.event_type, write_outcome::ignored);
-      ++t->result.ignored;
-      continue;
-    }
-    if (ev.kind == event_kind::conversation_inactive) {
-      metrics::global().count_event(ev.event_type, write_outcome::accepted);
-      ++t->result.accepted;
-      continue;
-    }
-    auto timestamp = ev.timestamp != 0 ? ev.timestamp : static_cast<int64_t>(std::time(nullptr));
-    ++t->remaining;
-    send_event(self, event_source{job->d, i, ws->info.id, timestamp}, t, true);
+    const auto& ws = entries[i]->info.id;
+    auto& part = parts[writer_for(ws, ev, st.writers.size())];
+    auto known = std::find(part.workspace_ids.begin(), part.workspace_ids.end(), ws);
+    auto w = static_cast<uint32_t>(known - part.workspace_ids.begin());
+    if (known == part.workspace_ids.end())
+      part.workspace_ids.push_back(ws);
+    part.items.push_back({static_cast<uint32_t>(i), w});
   }
-  t->done_one();
+  job->answered = true;
+  auto used = static_cast<uint32_t>(
+    std::count_if(parts.begin(), parts.end(), [](const auto& p) { return !p.items.empty(); }));
+  if (used == 0) {
+    st.sink->part_done(job->ticket, 1, counts);
+    return;
+  }
+  bool first = true;
+  for (size_t w = 0; w < parts.size(); ++w) {
+    auto& part = parts[w];
+    if (part.items.empty())
+      continue;
+    part.d = job->d;
+    part.ticket = job->ticket;
+    part.parts = used;
+    part.arrival = arrival;
+    if (first)
+      part.counted = counts;
+    first = false;
+    self->send(st.writers[w], persist_atom::value, std::move(part));
+  }
 }
 
-void wake(router_actor* self, const std::vector<std::string>& ids, bool ok) {
+void wake(router_self self, const std::vector<std::string>& ids, bool ok) {
   auto& st = self->state;
   for (const auto& id : ids) {
     auto found = st.waiting.find(id);
@@ -346,28 +229,52 @@ void wake(router_actor* self, const std::vector<std::string>& ids, bool ok) {
     for (auto& job : jobs) {
       if (!ok)
         job->lookup_failed = true;
-      if (--job->lookups_left > 0)
+      if (--job->lookups_left > 0 || job->answered)
         continue;
-      if (job->answered)
-        continue; // timed out while waiting for the look-up
       if (job->lookup_failed)
-        answer(self, *job, make_error(ingest_errc::unavailable));
+        refuse(st, *job, ingest_errc::unavailable);
       else
         process(self, job);
     }
   }
 }
 
-void look_up(router_actor* self, std::vector<std::string> ids) {
+void look_up(router_self self, std::vector<std::string> ids) {
   auto& st = self->state;
   // The directory's own deadline is actor_timeout; the margin lets its
   // answer arrive rather than racing it.
   self->request(st.directory, st.cfg.actor_timeout + std::chrono::milliseconds(500),
                 resolve_atom::value, ids)
     .then(
-      [=](std::vector<workspace_info>& found) {
+      [=](workspace_lookup& answer) {
         auto& st = self->state;
         auto now = self->clock().now();
+        if (answer.from_snapshot) {
+          // PostgreSQL did not answer: the last known entries serve (stale,
+          // so they are asked for again soon); ids without one cannot be
+          // verified now.
+          st.directory_failed_at = now;
+          std::vector<std::string> known;
+          for (auto& info : answer.found) {
+            auto [it, added] = st.workspaces.try_emplace(info.phone_number_id);
+            auto& entry = it->second;
+            if (!added && !entry.known)
+              --st.unknown_entries;
+            entry.known = true;
+            entry.fetched = now - st.cfg.workspace_cache_ttl;
+            known.push_back(info.phone_number_id);
+            entry.info = std::move(info);
+          }
+          std::vector<std::string> missing;
+          for (const auto& id : ids) {
+            auto found = st.workspaces.find(id);
+            if (found == st.workspaces.end() || !found->second.known)
+              missing.push_back(id);
+          }
+          wake(self, known, true);
+          wake(self, missing, false);
+          return;
+        }
         st.directory_failed_at = {};
         if (st.unknown_entries + ids.size() > max_unknown_ids)
           forget_unknown_workspaces(st);
@@ -380,7 +287,7 @@ void look_up(router_actor* self, std::vector<std::string> ids) {
           entry.info = workspace_info{};
           entry.fetched = now;
         }
-        for (auto& info : found) {
+        for (auto& info : answer.found) {
           auto& entry = st.workspaces[info.phone_number_id];
           if (!entry.known)
             --st.unknown_entries;
@@ -409,18 +316,11 @@ void look_up(router_actor* self, std::vector<std::string> ids) {
       });
 }
 
-// Registers a new delivery under its deadline, then resolves its
-// workspaces (from the cache or the directory) and processes it.
-void start(router_actor* self, const std::shared_ptr<delivery_job>& job) {
+// Resolves a new delivery's workspaces (from the cache or the directory),
+// then processes it.
+void start(router_self self, const std::shared_ptr<delivery_job>& job) {
   auto& st = self->state;
   auto now = self->clock().now();
-  job->id = st.next_job++;
-  job->deadline = now + st.cfg.request_timeout;
-  st.open_jobs.emplace(job->id, job);
-  if (!st.deadline_sweep_scheduled) {
-    st.deadline_sweep_scheduled = true;
-    self->delayed_send(self, deadline_sweep_period, sweep_atom::value);
-  }
   std::vector<std::string> to_fetch;
   // A delivery that a global secret signs may look its workspaces up; one
   // that no global secret signs can only be valid for a workspace with a
@@ -429,7 +329,7 @@ void start(router_actor* self, const std::shared_ptr<delivery_job>& job) {
   if (!st.cfg.webhook_secrets.empty())
     job->global_signed = signature_ok(*job->d, st.cfg.webhook_secrets);
   bool global_signed = job->global_signed.value_or(false);
-  bool directory_down = st.directory_failed_at != caf::actor_clock::time_point{}
+  bool directory_down = st.directory_failed_at != clock_type::time_point{}
                         && now - st.directory_failed_at < directory_down_hold;
   bool throttled = false;
   for (const auto& ev : job->d->events) {
@@ -437,12 +337,12 @@ void start(router_actor* self, const std::shared_ptr<delivery_job>& job) {
     if (id.size() > max_phone_number_id_length)
       continue; // ignored by process()
     auto found = st.workspaces.find(id);
-    bool known = found != st.workspaces.end();
-    if (known && now - found->second.fetched < st.cfg.workspace_cache_ttl)
+    bool cached = found != st.workspaces.end();
+    if (cached && now - found->second.fetched < st.cfg.workspace_cache_ttl)
       continue;
-    if (known && found->second.known && directory_down)
+    if (cached && found->second.known && directory_down)
       continue; // its last known entry serves while the database is away
-    if (!known && !global_signed && !take_lookup_token(st, now)) {
+    if (!cached && !global_signed && !take_lookup_token(st, now)) {
       throttled = true;
       break;
     }
@@ -461,7 +361,7 @@ void start(router_actor* self, const std::shared_ptr<delivery_job>& job) {
   if (throttled) {
     spdlog::warn("delivery refused (503): look-ups of unknown phone_number_ids for deliveries "
                  "no global secret signs are over router.lookup-rate");
-    answer(self, *job, make_error(ingest_errc::overloaded));
+    refuse(st, *job, ingest_errc::overloaded);
     return;
   }
   if (job->lookups_left == 0)
@@ -470,48 +370,28 @@ void start(router_actor* self, const std::shared_ptr<delivery_job>& job) {
 
 } // namespace
 
-caf::behavior router(router_actor* self, settings cfg, caf::actor directory,
-                     std::vector<caf::actor> writers) {
+router_state::~router_state() {
+  if (!sink)
+    return;
+  for (auto& [id, jobs] : waiting)
+    for (auto& job : jobs)
+      refuse(*this, *job, ingest_errc::shutting_down);
+}
+
+router_actor::behavior_type router(router_self self, settings cfg, directory_actor directory,
+                                   std::vector<writer_actor> writers, answer_sink_ptr sink) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.directory = std::move(directory);
   st.writers = std::move(writers);
-  // When the router is told to stop, its conversations stop with it.
-  self->set_exit_handler([=](caf::exit_msg& msg) {
-    for (auto& [key, actor] : self->state.conversations)
-      self->send_exit(actor, msg.reason);
-    self->quit(msg.reason);
-  });
-  self->set_down_handler([=](caf::down_msg& msg) {
-    auto& st = self->state;
-    auto found = st.key_of.find(msg.source);
-    if (found == st.key_of.end())
-      return;
-    auto conv = st.conversations.find(found->second);
-    if (conv != st.conversations.end() && conv->second.address() == msg.source)
-      st.conversations.erase(conv);
-    st.key_of.erase(found);
-  });
+  st.sink = std::move(sink);
   return {
-    [=](ingest_atom, delivery_ptr d) -> caf::result<delivery_result> {
+    [=](ingest_atom, delivery_ptr& d, uint64_t ticket) {
       auto job = std::make_shared<delivery_job>();
       job->d = std::move(d);
-      job->rp = self->make_response_promise<delivery_result>();
-      start(self, job);
-      return job->rp;
-    },
-    [=](ingest_atom, delivery_ptr d, uint64_t ticket) {
-      auto job = std::make_shared<delivery_job>();
-      job->d = std::move(d);
-      job->reply_to = caf::actor_cast<caf::actor>(self->current_sender());
       job->ticket = ticket;
-      if (!job->reply_to) {
-        spdlog::error("delivery sent without a sender to answer: dropped");
-        return;
-      }
       start(self, job);
     },
-    [=](sweep_atom) { sweep_deadlines(self); },
   };
 }
 

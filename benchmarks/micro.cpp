@@ -8,7 +8,7 @@
 #include "benchmarks/bodies.hpp"
 #include "http/payload.hpp"
 #include "http/phone.hpp"
-#include "http/signature.hpp"
+#include "actors/signature.hpp"
 
 namespace {
 
@@ -99,16 +99,17 @@ void normalise(benchmark::State& state, std::string raw) {
 // conversation. Keys vary so the hash is not computed once and cached.
 void route(benchmark::State& state) {
   constexpr size_t writers = 4;
-  std::vector<kapso::conversation_key> keys;
-  for (int i = 0; i < 1000; ++i)
-    keys.push_back({"7f3c2a10-5b1e-4c8e-9a55-0000000" + std::to_string(10000 + i % 8),
-                    "+1555" + std::to_string(1000000 + i)});
-  kapso::conversation_key_hash hash;
+  std::vector<std::pair<std::string, kapso::event>> keys;
+  for (int i = 0; i < 1000; ++i) {
+    kapso::event ev;
+    ev.contact_key = "+1555" + std::to_string(1000000 + i);
+    keys.emplace_back("7f3c2a10-5b1e-4c8e-9a55-0000000" + std::to_string(10000 + i % 8), ev);
+  }
   size_t next = 0;
   for (auto _ : state) {
-    auto& key = keys[next];
+    auto& [workspace, ev] = keys[next];
     next = next + 1 == keys.size() ? 0 : next + 1;
-    auto writer = hash(key) % writers;
+    auto writer = kapso::writer_for(workspace, ev, writers);
     benchmark::DoNotOptimize(writer);
   }
   state.SetItemsProcessed(state.iterations());

@@ -6,8 +6,7 @@
 
 #include <caf/config_option_adder.hpp>
 
-#include "actors/protocol.hpp"
-#include "http/signature.hpp"
+#include "config/secrets.hpp"
 
 namespace kapso {
 
@@ -43,9 +42,6 @@ std::string parse_flag(const char* option, const std::string& text, bool& out) {
 } // namespace
 
 ingest_config::ingest_config() {
-  add_error_category(caf::atom("kapso"), [](uint8_t code, caf::atom_value, const caf::message&) {
-    return std::string{"kapso: "} + to_string(static_cast<ingest_errc>(code));
-  });
   // CAF's defaults spin worker threads while they look for work; on a small
   // machine shared with PostgreSQL that spinning costs more than it saves.
   // Both stay tunable (--scheduler.max-threads, --work-stealing.*).

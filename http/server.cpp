@@ -5,9 +5,11 @@
 #include <dirent.h>
 #include <sys/resource.h>
 
+#include <condition_variable>
+#include <map>
 #include <mutex>
 #include <optional>
-#include <unordered_map>
+#include <thread>
 #include <vector>
 
 #include <restinio/all.hpp>
@@ -56,9 +58,11 @@ restinio::request_handling_status_t send(const request_handle& req, std::string_
   return resp.done();
 }
 
-// Deliveries handed to the router and not yet answered, by ticket. The
-// request handles stay here; the router sees only the ticket.
-class waiting_deliveries {
+// Deliveries handed to the router and not yet answered, by ticket: the
+// actors' answer sink. The request handles stay here; the actors see only
+// the ticket. A delivery split into parts (one per writer) is answered when
+// all are done, or at the first failure.
+class waiting_deliveries final : public answer_sink {
 public:
   // Takes a delivery of `bytes` of body unless that would pass either bound;
   // nullopt then (the caller answers 503).
@@ -69,11 +73,31 @@ public:
       return std::nullopt;
     auto ticket = next_ticket_++;
     waiting_.emplace(ticket,
-                     entry{std::move(req), std::chrono::steady_clock::now(), events, bytes});
+                     entry{std::move(req), std::chrono::steady_clock::now(), events, bytes, 0, {}});
     bytes_ += bytes;
     ++in_flight_;
     metrics::global().in_flight_deliveries++;
     return ticket;
+  }
+
+  void part_done(uint64_t ticket, uint32_t parts, const delivery_result& counts) override {
+    entry e;
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      auto found = waiting_.find(ticket);
+      if (found == waiting_.end())
+        return; // answered already (timed out, or another part failed)
+      auto& waiting = found->second;
+      waiting.counts += counts;
+      if (++waiting.parts_done < parts)
+        return;
+      e = take(found);
+    }
+    answer(e, answer_ok(e.counts));
+  }
+
+  void failed(uint64_t ticket, ingest_errc why) override {
+    complete(ticket, answer_for(make_error(why)));
   }
 
   // Answers the request waiting under `ticket`, once.
@@ -84,30 +108,28 @@ public:
       auto found = waiting_.find(ticket);
       if (found == waiting_.end())
         return;
-      e = std::move(found->second);
-      waiting_.erase(found);
-      bytes_ -= e.bytes;
+      e = take(found);
     }
-    send(e.req, "webhook", a);
-    --in_flight_;
-    metrics::global().in_flight_deliveries--;
-    spdlog::debug("delivery of {} events answered {} in {} us: {}", e.events, a.status,
-                  std::chrono::duration_cast<std::chrono::microseconds>(
-                    std::chrono::steady_clock::now() - e.started).count(),
-                  a.body);
+    answer(e, a);
+  }
+
+  // Answers 503 for every delivery that arrived before `cutoff`; how many.
+  size_t expire(std::chrono::steady_clock::time_point cutoff, const http_answer& a) {
+    std::vector<entry> expired;
+    {
+      std::lock_guard<std::mutex> guard{mutex_};
+      // Tickets grow with arrival time: the oldest come first.
+      while (!waiting_.empty() && waiting_.begin()->second.started < cutoff)
+        expired.push_back(take(waiting_.begin()));
+    }
+    for (auto& e : expired)
+      answer(e, a);
+    return expired.size();
   }
 
   // Answers every waiting request with `a`; how many there were.
   size_t fail_all(const http_answer& a) {
-    std::vector<uint64_t> tickets;
-    {
-      std::lock_guard<std::mutex> guard{mutex_};
-      for (const auto& [ticket, e] : waiting_)
-        tickets.push_back(ticket);
-    }
-    for (auto ticket : tickets)
-      complete(ticket, a);
-    return tickets.size();
+    return expire(std::chrono::steady_clock::time_point::max(), a);
   }
 
   size_t in_flight() const { return in_flight_.load(std::memory_order_relaxed); }
@@ -118,14 +140,38 @@ private:
     std::chrono::steady_clock::time_point started;
     size_t events = 0;
     size_t bytes = 0;
+    uint32_t parts_done = 0;
+    delivery_result counts;
   };
 
+  // Removes an entry; the caller holds the mutex.
+  entry take(std::map<uint64_t, entry>::iterator found) {
+    entry e = std::move(found->second);
+    waiting_.erase(found);
+    bytes_ -= e.bytes;
+    return e;
+  }
+
+  void answer(entry& e, const http_answer& a) {
+    send(e.req, "webhook", a);
+    --in_flight_;
+    metrics::global().in_flight_deliveries--;
+    spdlog::debug("delivery of {} events answered {} in {} us: {}", e.events, a.status,
+                  std::chrono::duration_cast<std::chrono::microseconds>(
+                    std::chrono::steady_clock::now() - e.started).count(),
+                  a.body);
+  }
+
   std::mutex mutex_;
-  std::unordered_map<uint64_t, entry> waiting_;
+  std::map<uint64_t, entry> waiting_;
   size_t bytes_ = 0; // body bytes of the waiting deliveries
   uint64_t next_ticket_ = 0;
   std::atomic<size_t> in_flight_{0};
 };
+
+// How often deliveries past their deadline are looked for: the precision of
+// the timeout.
+constexpr auto deadline_sweep_period = std::chrono::milliseconds(100);
 
 // Descriptors open in this process right now.
 size_t open_descriptors() {
@@ -170,41 +216,49 @@ struct http_server::impl {
   using traits = connection_limited_traits;
 
   caf::actor_system& sys;
-  caf::actor router;
-  caf::actor directory;
+  router_actor router;
+  directory_actor directory;
   settings cfg;
   parse_options parse_cfg;
   std::atomic<bool> shutting_down{false};
   std::shared_ptr<waiting_deliveries> waiting = std::make_shared<waiting_deliveries>();
-  // Receives the router's answers and completes the waiting requests: one
-  // long-lived actor instead of one spawned per delivery.
-  caf::actor gateway;
   std::unique_ptr<restinio::running_server_instance_t<restinio::http_server_t<traits>>> server;
+  // Answers 503 for deliveries past http.request-timeout-ms: the actors
+  // answer every part, but nothing may wait on them forever.
+  std::thread deadline_sweeper;
+  std::mutex sweeper_mutex;
+  std::condition_variable sweeper_wake;
+  bool sweeper_stop = false;
 
-  impl(caf::actor_system& s, caf::actor r, caf::actor d, settings c)
-    : sys(s), router(std::move(r)), directory(std::move(d)), cfg(std::move(c)) {
+  impl(caf::actor_system& s, settings c) : sys(s), cfg(std::move(c)) {
     parse_cfg.default_region = cfg.default_region;
-    gateway = sys.spawn([w = waiting, r = router](caf::event_based_actor* self) -> caf::behavior {
-      // Should the router ever stop while deliveries wait, they are answered
-      // 503 (Kapso retries) instead of waiting for RESTinio to drop them.
-      self->monitor(r);
-      self->set_down_handler([w](caf::down_msg&) {
-        if (auto n = w->fail_all(answer_for(make_error(ingest_errc::unavailable))); n > 0)
-          spdlog::error("the router stopped: {} waiting deliveries answered 503", n);
-      });
-      return {
-        [w](ingest_atom, uint64_t ticket, const delivery_result& result) {
-          w->complete(ticket, answer_ok(result));
-        },
-        [w](ingest_atom, uint64_t ticket, const caf::error& err) {
-          w->complete(ticket, answer_for(err));
-        },
-      };
-    });
   }
 
   ~impl() {
-    caf::anon_send_exit(gateway, caf::exit_reason::user_shutdown);
+    stop_sweeper();
+  }
+
+  void start_sweeper() {
+    deadline_sweeper = std::thread([this] {
+      std::unique_lock<std::mutex> lock{sweeper_mutex};
+      while (!sweeper_wake.wait_for(lock, deadline_sweep_period, [this] { return sweeper_stop; })) {
+        auto cutoff = std::chrono::steady_clock::now() - cfg.request_timeout;
+        auto n = waiting->expire(cutoff, answer_for(make_error(ingest_errc::timeout)));
+        if (n > 0)
+          spdlog::warn("{} deliveries not confirmed within http.request-timeout-ms ({} ms): "
+                       "answered 503 (Kapso retries)", n, cfg.request_timeout.count());
+      }
+    });
+  }
+
+  void stop_sweeper() {
+    {
+      std::lock_guard<std::mutex> guard{sweeper_mutex};
+      sweeper_stop = true;
+    }
+    sweeper_wake.notify_all();
+    if (deadline_sweeper.joinable())
+      deadline_sweeper.join();
   }
 
   restinio::request_handling_status_t handle(request_handle req) {
@@ -266,6 +320,8 @@ struct http_server::impl {
   }
 
   restinio::request_handling_status_t readiness(request_handle req) {
+    if (shutting_down)
+      return send(req, "readyz", answer_error(503, "shutting down", 1));
     sys.spawn([req, dir = directory, shutting = shutting_down.load()](caf::event_based_actor* self) {
       self->request(dir, std::chrono::seconds(3), readiness_atom::value)
         .then(
@@ -324,23 +380,29 @@ struct http_server::impl {
                                cfg.max_in_flight_bytes);
     if (!ticket)
       return send(req, "webhook", answer_for(make_error(ingest_errc::overloaded)));
-    // The router answers the gateway within cfg.request_timeout.
-    caf::send_as(gateway, router, ingest_atom::value, delivery_ptr{std::move(d)}, *ticket);
+    // Answered through the sink by the actors, or by the deadline sweep.
+    caf::anon_send(router, ingest_atom::value, delivery_ptr{std::move(d)}, *ticket);
     return restinio::request_accepted();
   }
 };
 
-http_server::http_server(caf::actor_system& sys, caf::actor router, caf::actor directory,
-                         settings cfg)
-  : impl_(std::make_unique<impl>(sys, std::move(router), std::move(directory), std::move(cfg))) {
+http_server::http_server(caf::actor_system& sys, settings cfg)
+  : impl_(std::make_unique<impl>(sys, std::move(cfg))) {
+}
+
+answer_sink_ptr http_server::sink() const {
+  return impl_->waiting;
 }
 
 http_server::~http_server() {
   stop();
 }
 
-void http_server::start() {
+void http_server::start(router_actor router, directory_actor directory) {
   auto& i = *impl_;
+  i.router = std::move(router);
+  i.directory = std::move(directory);
+  i.start_sweeper();
   // Bodies a little over the limit are read so they can be answered 413;
   // far larger ones are cut off by RESTinio itself.
   auto hard_limit = std::max<std::uint64_t>(i.cfg.body_limit * 4, 64u << 20);
@@ -384,6 +446,8 @@ void http_server::stop() {
     impl_->server->wait();
     impl_->server.reset();
   }
+  if (impl_)
+    impl_->stop_sweeper();
 }
 
 } // namespace kapso

@@ -7,18 +7,22 @@
 
 #include <caf/all.hpp>
 
+#include "actors/protocol.hpp"
 #include "config/settings.hpp"
 
 namespace kapso {
 
 class http_server {
 public:
-  http_server(caf::actor_system& sys, caf::actor router, caf::actor directory,
-              settings cfg);
+  http_server(caf::actor_system& sys, settings cfg);
   ~http_server();
 
-  // Binds and starts serving on cfg.host:cfg.port; throws when it cannot.
-  void start();
+  // Where the actors answer deliveries: give it to the router and writers.
+  answer_sink_ptr sink() const;
+
+  // Binds and starts serving on cfg.host:cfg.port, handing deliveries to
+  // `router`; throws when it cannot.
+  void start(router_actor router, directory_actor directory);
 
   // New deliveries get 503 from now on; health and metrics still answer.
   void begin_shutdown();

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "actors/protocol.hpp"
+#include "persistence/event.hpp"
 
 namespace kapso {
 

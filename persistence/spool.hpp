@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "actors/protocol.hpp"   // routed_event (may move; keep using this include)
+#include "persistence/event.hpp"
 
 namespace kapso {
 

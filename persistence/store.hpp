@@ -9,7 +9,7 @@
 #include <utility>
 #include <vector>
 
-#include "actors/protocol.hpp"
+#include "persistence/event.hpp"
 #include "persistence/batch_plan.hpp"
 #include "persistence/pg_session.hpp"
 
@@ -44,7 +44,8 @@ class inbox_store {
 public:
   // `statement_timeout` is PostgreSQL's own limit per statement; the
   // deadlines passed to each call are the client's.
-  inbox_store(std::string url, std::chrono::milliseconds statement_timeout);
+  inbox_store(std::string url, std::chrono::milliseconds statement_timeout,
+              std::chrono::milliseconds connect_timeout = std::chrono::seconds(1));
   ~inbox_store();
 
   inbox_store(const inbox_store&) = delete;
@@ -80,7 +81,11 @@ public:
   bool schema_current(pg_deadline deadline);
 
 private:
+  // A (re)connection gets at most connect_timeout of a call's deadline.
+  void connect_before(pg_deadline deadline);
+
   pg_session session_;
+  std::chrono::milliseconds connect_timeout_;
 };
 
 // Command-line tools (migrate, register-workspace): blocking, libpqxx.

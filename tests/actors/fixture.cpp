@@ -1,5 +1,16 @@
-// The deterministic actor system and the stub peers of the tier-2 tests.
+// The deterministic actor system, the stub peers and the scratch databases
+// of the tier-2 tests.
 #include "tests/actors/fixture.hpp"
+
+#include <unistd.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <stdexcept>
+
+#include <pqxx/pqxx>
+
+#include "persistence/store.hpp"
 
 namespace kapso::testing {
 
@@ -12,57 +23,74 @@ caf::actor_system_config& deterministic(caf::actor_system_config& cfg) {
   return cfg;
 }
 
+// `url` with its database name replaced (URL or key=value conninfo).
+std::string with_database(const std::string& url, const std::string& name) {
+  if (url.rfind("postgres://", 0) == 0 || url.rfind("postgresql://", 0) == 0) {
+    auto query = url.find('?');
+    auto path = url.find('/', url.find("//") + 2);
+    auto base = path == std::string::npos ? url.substr(0, query) : url.substr(0, path);
+    return base + "/" + name + (query == std::string::npos ? "" : url.substr(query));
+  }
+  return url + " dbname=" + name;
+}
+
 } // namespace
 
-caf::behavior stub_writer(caf::event_based_actor* self, std::shared_ptr<writer_log> log) {
-  // Anything but a persist request is counted, so a test can notice it.
-  self->set_default_handler(
-    [=](caf::scheduled_actor*, caf::message_view&) -> caf::result<caf::message> {
-      ++log->unexpected;
-      return caf::sec::unexpected_message;
-    });
+void recording_sink::part_done(uint64_t ticket, uint32_t parts, const delivery_result& counts) {
+  auto& a = answers[ticket];
+  a.parts = parts;
+  ++a.parts_done;
+  a.counts += counts;
+}
+
+void recording_sink::failed(uint64_t ticket, ingest_errc why) {
+  auto& a = answers[ticket];
+  ++a.failures;
+  if (!a.failure)
+    a.failure = why;
+}
+
+bool recording_sink::complete(uint64_t ticket) const {
+  auto found = answers.find(ticket);
+  if (found == answers.end())
+    return false;
+  return found->second.failure || found->second.parts_done >= found->second.parts;
+}
+
+writer_actor::behavior_type stub_writer(writer_actor::pointer, std::shared_ptr<writer_log> log,
+                                        answer_sink_ptr sink) {
   return {
-    [=](persist_atom, routed_event& r) -> caf::result<write_outcome> {
-      log->received.push_back(r);
-      switch (log->how) {
-        case writer_log::mode::answer: return log->outcome;
-        case writer_log::mode::fail: return log->failure;
-        case writer_log::mode::hold: break;
+    [=](persist_atom, write_part& part) {
+      if (log->answer) {
+        auto counts = part.counted;
+        counts.accepted += static_cast<uint32_t>(part.items.size());
+        sink->part_done(part.ticket, part.parts, counts);
       }
-      auto rp = self->make_response_promise<write_outcome>();
-      log->held.push_back(rp);
-      return rp;
+      log->received.push_back(std::move(part));
     },
-    [=](release_atom, write_outcome outcome) {
-      auto held = std::move(log->held);
-      log->held.clear();
-      for (auto& rp : held)
-        rp.deliver(outcome);
-    },
-    [=](release_atom, caf::error& err) {
-      auto held = std::move(log->held);
-      log->held.clear();
-      for (auto& rp : held)
-        rp.deliver(err);
-    },
+    [](commit_atom) {},
+    [](replay_atom) {},
+    [](sweep_atom) {},
   };
 }
 
-caf::behavior stub_directory(caf::event_based_actor*, std::shared_ptr<directory_log> log) {
+directory_actor::behavior_type stub_directory(directory_actor::pointer,
+                                              std::shared_ptr<directory_log> log) {
   return {
-    [=](resolve_atom, std::vector<std::string>& ids)
-      -> caf::result<std::vector<workspace_info>> {
+    [=](resolve_atom, std::vector<std::string>& ids) -> caf::result<workspace_lookup> {
       log->asked.push_back(ids);
-      if (log->failure)
-        return log->failure;
-      std::vector<workspace_info> found;
+      if (log->fail)
+        return make_error(ingest_errc::unavailable);
+      workspace_lookup out;
+      out.from_snapshot = log->from_snapshot;
       for (const auto& id : ids) {
         auto known = log->known.find(id);
         if (known != log->known.end())
-          found.push_back(known->second);
+          out.found.push_back(known->second);
       }
-      return found;
+      return out;
     },
+    [](readiness_atom) { return true; },
   };
 }
 
@@ -92,34 +120,56 @@ void actor_fixture::advance(caf::timespan d) {
   run();
 }
 
-std::vector<std::shared_ptr<reply<write_outcome>>>
-actor_fixture::ingest_in_order(const caf::actor& target, const std::vector<routed_event>& events) {
-  std::vector<std::shared_ptr<reply<write_outcome>>> replies;
-  for (size_t i = 0; i < events.size(); ++i)
-    replies.push_back(std::make_shared<reply<write_outcome>>());
-  sys.spawn([=](caf::event_based_actor* self) {
-    for (size_t i = 0; i < events.size(); ++i) {
-      auto r = replies[i];
-      self->request(target, client_timeout, ingest_atom::value, events[i])
-        .then([=](write_outcome x) { r->value = x; },
-              [=](caf::error& err) { r->error = std::move(err); });
-    }
-  });
-  return replies;
+scratch_database::scratch_database() {
+  const char* admin = std::getenv("KAPSO_TEST_DATABASE_URL");
+  if (admin == nullptr || *admin == '\0')
+    throw std::runtime_error("KAPSO_TEST_DATABASE_URL is not set (scripts/test.sh sets it)");
+  admin_url_ = admin;
+  static std::atomic<int> counter{0};
+  name_ = "kapso_actor_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  url_ = with_database(admin_url_, name_);
+  {
+    pqxx::connection conn{admin_url_};
+    pqxx::nontransaction txn{conn};
+    txn.exec("CREATE DATABASE " + name_);
+  }
+  migrate_database(url_);
 }
 
-std::shared_ptr<down_log> actor_fixture::watch(const caf::actor& target) {
-  auto log = std::make_shared<down_log>();
-  spawn([=](caf::event_based_actor* self) -> caf::behavior {
-    self->monitor(target);
-    self->set_down_handler([=](caf::down_msg& msg) {
-      log->down = true;
-      log->reason = msg.reason;
-    });
-    // A behaviour keeps the watcher alive until the down message comes.
-    return {[](release_atom) {}};
-  });
-  return log;
+scratch_database::~scratch_database() {
+  try {
+    pqxx::connection conn{admin_url_};
+    pqxx::nontransaction txn{conn};
+    txn.exec("DROP DATABASE IF EXISTS " + name_ + " WITH (FORCE)");
+  } catch (const std::exception&) {
+    // A database left behind is harmless; the test's result stands.
+  }
+}
+
+std::string scratch_database::value(const std::string& sql) const {
+  pqxx::connection conn{url_};
+  pqxx::nontransaction txn{conn};
+  auto rows = txn.exec(sql);
+  if (rows.empty() || rows[0][0].is_null())
+    return {};
+  return rows[0][0].c_str();
+}
+
+void scratch_database::exec(const std::string& sql) const {
+  pqxx::connection conn{url_};
+  pqxx::nontransaction txn{conn};
+  txn.exec(sql);
+}
+
+void scratch_database::exec_as_admin(const std::string& sql) const {
+  pqxx::connection conn{admin_url_};
+  pqxx::nontransaction txn{conn};
+  txn.exec(sql);
+}
+
+std::string scratch_database::insert_workspace(const std::string& phone_number_id) const {
+  return value("INSERT INTO workspaces (name, slug, kapso_phone_id) VALUES ('t', 't-"
+               + phone_number_id + "', '" + phone_number_id + "') RETURNING id::text");
 }
 
 } // namespace kapso::testing

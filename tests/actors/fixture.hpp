@@ -1,5 +1,6 @@
 // An actor system on CAF 0.17.6's deterministic scheduler, stub peers for the
-// actors under test, and a way to read replies without a blocking receive.
+// actors under test, a recording answer sink, and scratch databases for the
+// writer's tests.
 #pragma once
 
 #include <chrono>
@@ -17,65 +18,57 @@
 
 namespace kapso {
 
-// Boost.Test prints values of failed checks through this (found by ADL).
-inline std::ostream& boost_test_print_type(std::ostream& out, write_outcome x) {
-  switch (x) {
-    case write_outcome::accepted: return out << "accepted";
-    case write_outcome::duplicate: return out << "duplicate";
-    case write_outcome::ignored: return out << "ignored";
-    case write_outcome::retry: return out << "retry";
-  }
-  return out << "write_outcome(" << static_cast<int>(x) << ")";
+// Boost.Test prints values of failed checks through these (found by ADL).
+inline std::ostream& boost_test_print_type(std::ostream& out, ingest_errc x) {
+  return out << to_string(x);
+}
+inline std::ostream& boost_test_print_type(std::ostream& out,
+                                           const std::optional<ingest_errc>& x) {
+  return x ? out << to_string(*x) : out << "no failure";
 }
 
-namespace testing {
+} // namespace kapso
 
-// Tells a stub writer to answer the requests it holds.
-using release_atom = caf::atom_constant<caf::atom("trelease")>;
+namespace kapso::testing {
 
-// What a stub writer saw, and how it answers. The test reads and changes it
-// between scheduler runs; everything runs on the test thread.
-struct writer_log {
-  enum class mode { answer, fail, hold };
-  mode how = mode::answer;
-  write_outcome outcome = write_outcome::accepted;
-  caf::error failure;
-  std::vector<routed_event> received; // every (persist_atom, routed_event)
-  size_t unexpected = 0;              // any other message
-  std::vector<caf::typed_response_promise<write_outcome>> held;
+// What the HTTP layer would have been told, per ticket.
+struct recording_sink final : answer_sink {
+  struct answer {
+    uint32_t parts = 0;           // parts announced by the last part_done
+    uint32_t parts_done = 0;      // part_done calls
+    delivery_result counts;       // summed over the parts
+    std::optional<ingest_errc> failure;
+    uint32_t failures = 0;        // failed calls
+  };
+  std::map<uint64_t, answer> answers;
+
+  void part_done(uint64_t ticket, uint32_t parts, const delivery_result& counts) override;
+  void failed(uint64_t ticket, ingest_errc why) override;
+
+  // A delivery is complete when every part is in or it failed.
+  bool complete(uint64_t ticket) const;
 };
 
-// Stands in for a persistence writer: records, then answers per its log.
-caf::behavior stub_writer(caf::event_based_actor* self, std::shared_ptr<writer_log> log);
+// What a stub writer saw, and whether it answers the sink (all accepted).
+struct writer_log {
+  bool answer = true;
+  std::vector<write_part> received; // every (persist_atom, part)
+};
+
+writer_actor::behavior_type stub_writer(writer_actor::pointer self,
+                                        std::shared_ptr<writer_log> log,
+                                        answer_sink_ptr sink);
 
 // What a stub directory knows and saw.
 struct directory_log {
   std::map<std::string, workspace_info> known; // by phone_number_id
-  caf::error failure;                          // set: every look-up fails
+  bool from_snapshot = false;                  // answer as if PostgreSQL were away
+  bool fail = false;                           // answer with an error
   std::vector<std::vector<std::string>> asked; // ids of each resolve request
 };
 
-// Stands in for the directory: (resolve_atom, ids) -> the known workspaces.
-caf::behavior stub_directory(caf::event_based_actor* self, std::shared_ptr<directory_log> log);
-
-// A reply read through a request handle; empty until the scheduler ran.
-template <class T>
-struct reply {
-  std::optional<T> value;
-  caf::error error;
-  bool answered() const {
-    return value.has_value() || static_cast<bool>(error);
-  }
-};
-
-// Whether (and why) a monitored actor terminated.
-struct down_log {
-  bool down = false;
-  caf::error reason;
-};
-
-// Far beyond every clock advance of the tests: a client never times out.
-constexpr std::chrono::seconds client_timeout{24 * 3600};
+directory_actor::behavior_type stub_directory(directory_actor::pointer self,
+                                              std::shared_ptr<directory_log> log);
 
 struct actor_fixture {
   caf::actor_system_config cfg;
@@ -94,31 +87,36 @@ struct actor_fixture {
 
   // Spawns and remembers the actor, so the fixture can stop it at the end.
   template <class F, class... Ts>
-  caf::actor spawn(F fun, Ts&&... xs) {
+  auto spawn(F fun, Ts&&... xs) {
     auto actor = sys.spawn(fun, std::forward<Ts>(xs)...);
-    spawned.push_back(actor);
+    spawned.push_back(caf::actor_cast<caf::actor>(actor));
     return actor;
   }
-
-  // Sends one request from a fresh client actor; read the reply after run().
-  template <class T, class... Ts>
-  std::shared_ptr<reply<T>> ask(const caf::actor& target, Ts... xs) {
-    auto r = std::make_shared<reply<T>>();
-    sys.spawn([=](caf::event_based_actor* self) {
-      self->request(target, client_timeout, xs...)
-        .then([=](T& x) { r->value = std::move(x); },
-              [=](caf::error& err) { r->error = std::move(err); });
-    });
-    return r;
-  }
-
-  // Sends several ingest requests from one client, in order.
-  std::vector<std::shared_ptr<reply<write_outcome>>>
-  ingest_in_order(const caf::actor& target, const std::vector<routed_event>& events);
-
-  // Monitors `target` from a watcher actor.
-  std::shared_ptr<down_log> watch(const caf::actor& target);
 };
 
-} // namespace testing
-} // namespace kapso
+// A fresh, migrated database on the test PostgreSQL (KAPSO_TEST_DATABASE_URL),
+// dropped at the end; throws when the variable is unset.
+class scratch_database {
+public:
+  scratch_database();
+  ~scratch_database();
+  scratch_database(const scratch_database&) = delete;
+  scratch_database& operator=(const scratch_database&) = delete;
+
+  const std::string& url() const { return url_; }
+  // First column of the first row, as text ("" for NULL or no row).
+  std::string value(const std::string& sql) const;
+  void exec(const std::string& sql) const;
+  // Runs on the admin database: for changing this database's own settings.
+  void exec_as_admin(const std::string& sql) const;
+  const std::string& name() const { return name_; }
+  // A workspace the way other applications insert one; its id.
+  std::string insert_workspace(const std::string& phone_number_id) const;
+
+private:
+  std::string admin_url_;
+  std::string name_;
+  std::string url_;
+};
+
+} // namespace kapso::testing

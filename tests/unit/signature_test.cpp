@@ -1,5 +1,6 @@
 // HMAC-SHA256 webhook signatures: known vectors, acceptance and rejection.
-#include "http/signature.hpp"
+#include "actors/signature.hpp"
+#include "config/secrets.hpp"
 
 #include <algorithm>
 #include <cctype>

@@ -15,7 +15,4 @@ std::string hmac_sha256_hex(std::string_view secret, std::string_view body);
 bool signature_matches(std::string_view body, std::string_view signature_hex,
                        const std::vector<std::string>& secrets);
 
-// Splits a secret list ("a,b c") into its non-empty secrets.
-std::vector<std::string> split_secrets(std::string_view list);
-
 } // namespace kapso

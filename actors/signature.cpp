@@ -1,5 +1,5 @@
 // HMAC-SHA256 webhook signatures with OpenSSL 3's one-shot HMAC().
-#include "http/signature.hpp"
+#include "actors/signature.hpp"
 
 #include <array>
 #include <cctype>
@@ -37,10 +37,6 @@ int hex_value(char c) {
   if (c >= 'A' && c <= 'F')
     return c - 'A' + 10;
   return -1;
-}
-
-bool is_separator(char c) {
-  return c == ',' || std::isspace(static_cast<unsigned char>(c)) != 0;
 }
 
 std::string_view trim(std::string_view text) {
@@ -105,20 +101,5 @@ bool signature_matches(std::string_view body, std::string_view signature_hex,
   return false;
 }
 
-std::vector<std::string> split_secrets(std::string_view list) {
-  std::vector<std::string> out;
-  size_t pos = 0;
-  while (pos < list.size()) {
-    while (pos < list.size() && is_separator(list[pos]))
-      ++pos;
-    auto end = pos;
-    while (end < list.size() && !is_separator(list[end]))
-      ++end;
-    if (end > pos)
-      out.emplace_back(list.substr(pos, end - pos));
-    pos = end;
-  }
-  return out;
-}
 
 } // namespace kapso

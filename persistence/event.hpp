@@ -1,0 +1,65 @@
+// What one webhook event asks the inbox to do: the vocabulary every layer
+// shares, defined at the bottom (http/ parses into it, actors/ route it,
+// persistence/ writes it).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kapso {
+
+enum class event_kind : uint8_t {
+  message_received,      // inbound message from a customer
+  message_sent,          // outbound echo (business app, API, bot)
+  message_status,        // delivered / read / failed / sent for a known message id
+  conversation_created,  // upsert contact + conversation only
+  conversation_ended,    // conversation status -> closed
+  conversation_inactive, // accepted and counted, no data change
+  unknown,               // an event type we do not handle: counted as ignored
+};
+
+const char* to_string(event_kind kind);
+
+// One event, parsed and normalised; everything the database needs, nothing
+// it has to look up in the JSON again. Empty strings mean "absent".
+struct event {
+  event_kind kind = event_kind::unknown;
+  std::string event_type;      // the type string as received, for logs/metrics
+  std::string phone_number_id; // business number: routes to the workspace
+
+  // The customer. `contact_key` is what goes into contacts.phone: the E.164
+  // phone when there is one, else "bsuid:<id>", else "username:<name>".
+  std::string contact_key;
+  std::string contact_phone;   // E.164, may be empty
+  std::string contact_bsuid;   // business_scoped_user_id, may be empty
+  std::string contact_username;
+  std::string contact_name;
+  std::string whatsapp_conversation_id; // Kapso's conversation id, if any
+
+  // The message (message_* kinds).
+  std::string message_id;      // kapso_message_id (wamid...)
+  int64_t timestamp = 0;       // WhatsApp timestamp, unix seconds (0 = unknown)
+  std::string direction;       // "inbound" | "outbound"
+  std::string sender_type;     // "contact" | "user" | "bot"
+  std::string message_type;    // text, image, ...
+  std::string content;         // messages.content (may be empty -> NULL)
+  std::string preview;         // <= 100 chars, UTF-8 safe
+  std::string media_url;
+  std::string metadata_json = "{}"; // JSON object for messages.metadata
+  std::string status;          // received | sent | delivered | read | failed
+  std::string status_error_json; // failed statuses: the error object, else ""
+};
+
+// An event bound to its workspace, with its timestamp final (the arrival
+// time when it had none): what the outage spool keeps.
+struct routed_event {
+  std::string workspace_id;
+  event ev;
+};
+
+// The fate of one event after its batch committed.
+// `retry`: not written for a reason that may pass (e.g. the workspace row
+// changed under us); answered as an error so Kapso delivers it again.
+enum class write_outcome : uint8_t { accepted, duplicate, ignored, retry };
+
+} // namespace kapso
