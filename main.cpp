@@ -38,10 +38,6 @@ int run_migrate(const settings& cfg) {
 }
 
 int run_register(const settings& cfg, const workspace_registration& ws) {
-  if (ws.phone_number_id.empty()) {
-    std::cerr << "invalid configuration: workspace.phone-number-id is required\n";
-    return 2;
-  }
   std::cout << register_workspace(cfg.database_url, ws.name, ws.slug, ws.phone_number_id,
                                   ws.secret)
             << "\n";
@@ -164,60 +160,19 @@ int main(int argc, char** argv) {
   std::signal(SIGXFSZ, SIG_IGN);
   raise_descriptor_limit();
 
-  // The command comes first; CAF's parser sees only the options after it.
-  std::string command = "serve";
-  if (argc > 1 && argv[1][0] != '-') {
-    command = argv[1];
-    argv[1] = argv[0];
-    --argc;
-    ++argv;
+  auto line = parse_command_line(argc, argv);
+  if (!line.config) {
+    (line.exit_code == 0 ? std::cout : std::cerr) << line.output;
+    return line.exit_code;
   }
-  // A bare boolean flag means true, and "--spool.dir=" means empty: CAF's
-  // parser wants a value in both cases.
-  std::vector<std::string> rewritten;
-  rewritten.reserve(static_cast<size_t>(argc));
-  for (int i = 1; i < argc; ++i) {
-    std::string arg = argv[i];
-    if (arg == "--security.allow-unsigned" || arg == "--persistence.migrate-on-start")
-      rewritten.push_back(arg + "=true");
-    else if (arg.size() > 3 && arg.compare(0, 2, "--") == 0 && arg.back() == '=')
-      rewritten.push_back(arg + "\"\"");
-    else
-      continue;
-    argv[i] = rewritten.back().data();
-  }
-  ingest_config cfg;
-  if (auto err = cfg.parse(argc, argv)) {
-    std::cerr << "invalid configuration: " << caf::to_string(err) << "\n";
-    return 2;
-  }
-  if (cfg.cli_helptext_printed)
-    return 0;
-  if (auto complaint = cfg.finish(); !complaint.empty()) {
-    std::cerr << complaint << "\n";
-    return 2;
-  }
-  const auto& values = cfg.values;
+  const auto& values = line.config->values;
   spdlog::set_level(spdlog::level::from_str(values.log_level));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
-  if (!cfg.remainder.empty()) {
-    std::cerr << "invalid configuration: unexpected argument '" << cfg.remainder.front() << "'\n";
-    return 2;
-  }
-  if (values.database_url.empty()) {
-    std::cerr << "invalid configuration: persistence.database-url is empty (set DATABASE_URL)\n";
-    return 2;
-  }
   try {
-    if (command == "migrate")
+    if (line.command == "migrate")
       return run_migrate(values);
-    if (command == "register-workspace")
-      return run_register(values, cfg.workspace);
-    if (command != "serve") {
-      std::cerr << "unknown command '" << command
-                << "' (expected serve, migrate or register-workspace)\n";
-      return 2;
-    }
+    if (line.command == "register-workspace")
+      return run_register(values, line.config->workspace);
     // One process per spool directory, held until the actor system (and
     // every writer in it) is gone.
     std::optional<spool_dir_lock> spool_lock;
@@ -229,11 +184,11 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
-    register_ingest_errors(cfg);
-    caf::actor_system sys{cfg};
+    register_ingest_errors(*line.config);
+    caf::actor_system sys{*line.config};
     return run_server(sys, values, signals);
   } catch (const std::exception& e) {
-    spdlog::critical("{}: {}", command, e.what());
+    spdlog::critical("{}: {}", line.command, e.what());
     return 1;
   }
 }

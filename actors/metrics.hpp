@@ -1,4 +1,5 @@
-// Process-wide counters, gauges and histograms, rendered for /metrics.
+// Process-wide counters, gauges and histograms, rendered for /metrics with the
+// standard process_* metrics and the build version.
 #pragma once
 
 #include <array>
@@ -21,11 +22,12 @@ public:
   explicit histogram(std::vector<double> bounds);
   void observe(double value) noexcept;
   void render(std::string& out, std::string_view name, std::string_view help) const;
+  // The samples only, each with `labels` (`a="x",b="y"`, already escaped) first.
+  void render_samples(std::string& out, std::string_view name, std::string_view labels) const;
 
 private:
   std::vector<double> bounds_;
   std::unique_ptr<std::atomic<uint64_t>[]> buckets_; // one per bound + +Inf
-  std::atomic<uint64_t> count_{0};
   std::atomic<uint64_t> sum_micros_{0};              // sum * 1e6
 };
 
@@ -34,6 +36,11 @@ public:
   static metrics& global();
 
   void count_request(std::string_view route, int status);
+  // Counts the request and adds its duration (handler saw it -> answer sent)
+  // to kapso_http_request_duration_seconds{route,code}.
+  void count_request(std::string_view route, int status, double seconds);
+  // An event type that is not one of Kapso's is counted as type="other": the
+  // type comes from the wire, and every label value is a series kept forever.
   void count_event(std::string_view type, write_outcome result, uint64_t n = 1);
   void count_event(std::string_view type, std::string_view result, uint64_t n = 1);
 
@@ -71,6 +78,8 @@ private:
 
   mutable std::mutex mtx_;
   std::map<std::pair<std::string, int>, uint64_t, key_less> requests_;
+  // Never erased, so an observation may use its histogram outside the lock.
+  std::map<std::pair<std::string, int>, std::unique_ptr<histogram>, key_less> request_seconds_;
   std::map<std::pair<std::string, std::string>, uint64_t, key_less> events_;
 };
 

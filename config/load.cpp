@@ -1,159 +1,322 @@
-// Declares every option with its default and checks the values at start-up.
+// Registers the options of config/options.cpp with CAF, reads argv and the
+// environment, and converts and checks every value.
 #include "config/load.hpp"
 
-#include <algorithm>
+#include <charconv>
 #include <cstdlib>
 
-#include <caf/config_option_adder.hpp>
+#include <caf/config_option.hpp>
+#include <caf/config_value.hpp>
+#include <caf/make_config_option.hpp>
 
+#include "config/options.hpp"
 #include "config/secrets.hpp"
+#include "config/version.hpp"
 
 namespace kapso {
 
 namespace {
 
-std::string env_or(const char* name, const std::string& fallback) {
-  const char* value = std::getenv(name);
-  return value != nullptr && *value != '\0' ? std::string{value} : fallback;
+template <class... Fs>
+struct overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+overloaded(Fs...) -> overloaded<Fs...>;
+
+using given_value = std::optional<caf::config_value>;
+
+// CAF's side of every option: any value is kept as given (typed from the INI
+// file, text from the command line) and judged by convert() below, so that a
+// wrong type is refused with the option's name instead of being dropped.
+caf::error accept_any(const caf::config_value&) {
+  return caf::none;
 }
 
-// Returns "" when lo <= value <= hi, else the one-line complaint.
-std::string check_range(const char* option, int64_t value, int64_t lo, int64_t hi) {
-  if (value >= lo && value <= hi)
+void store_given(void* slot, const caf::config_value& x) {
+  *static_cast<given_value*>(slot) = x;
+}
+
+caf::config_value get_given(const void* slot) {
+  const auto& given = *static_cast<const given_value*>(slot);
+  return given ? *given : caf::config_value{std::string{}};
+}
+
+// Command-line text as CAF reads strings: "\"\"" is the empty text.
+caf::expected<caf::config_value> read_text(void*, caf::string_view input) {
+  return caf::detail::parse_impl(static_cast<std::string*>(nullptr), input);
+}
+
+const caf::config_option::meta_state* meta_for(const option_spec& spec) {
+  // Not "boolean": CAF would refuse "--flag=false" for its flags.
+  static const caf::config_option::meta_state flag{accept_any, store_given, get_given,
+                                                    read_text, "true|false"};
+  static const caf::config_option::meta_state integer{accept_any, store_given, get_given,
+                                                       read_text, "integer"};
+  static const caf::config_option::meta_state text{accept_any, store_given, get_given,
+                                                    read_text, "text"};
+  if (is_flag(spec))
+    return &flag;
+  return is_integer(spec) ? &integer : &text;
+}
+
+caf::string_view caf_view(std::string_view x) {
+  return {x.data(), x.size()};
+}
+
+std::string section_of(const option_spec& spec) {
+  return std::string{spec.name.substr(0, spec.name.find('.'))};
+}
+
+std::string shown(const option_spec& spec, const caf::config_value& given) {
+  if (spec.secret)
+    return "(hidden)";
+  if (caf::holds_alternative<std::string>(given))
+    return caf::get<std::string>(given);
+  return caf::to_string(given);
+}
+
+std::string complaint(const option_spec& spec, const caf::config_value& given,
+                      const std::string& must) {
+  return "invalid configuration: " + std::string{spec.name} + " = " + shown(spec, given)
+         + " (must be " + must + ")";
+}
+
+std::optional<std::string> as_text(const caf::config_value& x) {
+  if (caf::holds_alternative<std::string>(x))
+    return caf::get<std::string>(x);
+  if (caf::holds_alternative<caf::config_value::integer>(x))
+    return std::to_string(caf::get<caf::config_value::integer>(x));
+  return std::nullopt;
+}
+
+std::optional<int64_t> as_integer(const caf::config_value& x) {
+  if (caf::holds_alternative<caf::config_value::integer>(x))
+    return caf::get<caf::config_value::integer>(x);
+  if (!caf::holds_alternative<std::string>(x))
+    return std::nullopt;
+  const auto& text = caf::get<std::string>(x);
+  int64_t value = 0;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (error != std::errc{} || end != text.data() + text.size() || text.empty())
+    return std::nullopt;
+  return value;
+}
+
+std::optional<bool> as_flag(const caf::config_value& x) {
+  if (caf::holds_alternative<bool>(x))
+    return caf::get<bool>(x);
+  auto text = as_text(x);
+  if (!text)
+    return std::nullopt;
+  if (*text == "true" || *text == "1" || *text == "yes" || *text == "on")
+    return true;
+  if (*text == "false" || *text == "0" || *text == "no" || *text == "off")
+    return false;
+  return std::nullopt;
+}
+
+// Converts `given` into the option's field; "" or the one-line complaint.
+std::string convert(const option_spec& spec, const caf::config_value& given, settings& values,
+                    workspace_registration& workspace) {
+  auto integer = [&](auto assign) -> std::string {
+    auto range = std::to_string(spec.min) + " and " + std::to_string(spec.max);
+    auto n = as_integer(given);
+    if (!n)
+      return complaint(spec, given, "an integer between " + range);
+    if (*n < spec.min || *n > spec.max)
+      return complaint(spec, given, "between " + range);
+    assign(*n);
     return {};
-  return "invalid configuration: " + std::string{option} + " = "
-         + std::to_string(value) + " (must be between " + std::to_string(lo)
-         + " and " + std::to_string(hi) + ")";
+  };
+  auto text = [&](std::string& out) -> std::string {
+    auto value = as_text(given);
+    if (!value)
+      return complaint(spec, given, "text (quoted in the config file)");
+    if (spec.valid != nullptr && !spec.valid(*value))
+      return complaint(spec, given, std::string{spec.must});
+    out = std::move(*value);
+    return {};
+  };
+  return std::visit(
+    overloaded{
+      [&](std::string settings::*f) { return text(values.*f); },
+      [&](std::string workspace_registration::*f) { return text(workspace.*f); },
+      [&](bool settings::*f) -> std::string {
+        auto flag = as_flag(given);
+        if (!flag)
+          return complaint(spec, given, "true or false");
+        values.*f = *flag;
+        return {};
+      },
+      [&](uint16_t settings::*f) {
+        return integer([&](int64_t n) { values.*f = static_cast<uint16_t>(n); });
+      },
+      [&](size_t settings::*f) {
+        return integer([&](int64_t n) { values.*f = static_cast<size_t>(n); });
+      },
+      [&](std::chrono::milliseconds settings::*f) {
+        return integer([&](int64_t n) { values.*f = std::chrono::milliseconds{n}; });
+      },
+      [&](std::vector<std::string> settings::*f) -> std::string {
+        std::vector<std::string> items;
+        if (auto list = caf::get_if<caf::config_value::list>(&given)) {
+          for (const auto& item : *list) {
+            auto piece = as_text(item);
+            if (!piece)
+              return complaint(spec, given, "a comma-separated list");
+            for (auto& secret : split_secrets(*piece))
+              items.push_back(std::move(secret));
+          }
+        } else if (auto whole = as_text(given)) {
+          items = split_secrets(*whole);
+        } else {
+          return complaint(spec, given, "a comma-separated list");
+        }
+        values.*f = std::move(items);
+        return {};
+      },
+    },
+    spec.field);
 }
 
-// CAF 0.17 refuses "--flag=true" for booleans, so flags are read as text.
-std::string parse_flag(const char* option, const std::string& text, bool& out) {
-  if (text == "true" || text == "1" || text == "yes" || text == "on") {
-    out = true;
-  } else if (text == "false" || text == "0" || text == "no" || text == "off") {
-    out = false;
-  } else {
-    return "invalid configuration: " + std::string{option} + " = " + text
-           + " (must be true or false)";
-  }
-  return {};
+bool is_empty_text(const caf::config_value& x) {
+  return caf::holds_alternative<std::string>(x) && caf::get<std::string>(x).empty();
+}
+
+command_line stop(command_line result, int exit_code, std::string output) {
+  result.config.reset();
+  result.exit_code = exit_code;
+  if (!output.empty() && output.back() != '\n')
+    output += '\n';
+  result.output = std::move(output);
+  return result;
 }
 
 } // namespace
 
-ingest_config::ingest_config() {
+ingest_config::ingest_config() : given_(option_specs().size()) {
   // CAF's defaults spin worker threads while they look for work; on a small
   // machine shared with PostgreSQL that spinning costs more than it saves.
   // Both stay tunable (--scheduler.max-threads, --work-stealing.*).
   set("scheduler.max-threads", size_t{1});
   set("work-stealing.aggressive-poll-attempts", size_t{1});
   set("work-stealing.moderate-poll-attempts", size_t{1});
-  auto& v = values;
-  opt_group{custom_options_, "http"}
-    .add(v.host, "host", "address to listen on (default 0.0.0.0)")
-    .add(port_, "port", "TCP port (default 8080)")
-    .add(http_threads_, "threads", "RESTinio I/O threads (default 1)")
-    .add(body_limit_, "body-limit", "largest accepted body in bytes; larger -> 413 (default 1048576)")
-    .add(max_in_flight_, "max-in-flight", "deliveries in the pipeline before 503 (default 4096)")
-    .add(request_timeout_ms_, "request-timeout-ms", "HTTP handling timeout, < Kapso's 10 s (default 8000)");
-  opt_group{custom_options_, "security"}
-    .add(secrets_, "secrets", "global webhook secrets, comma-separated (env KAPSO_WEBHOOK_SECRET)")
-    .add(v.verify_token, "verify-token", "GET verification token (env KAPSO_VERIFY_TOKEN)")
-    .add(allow_unsigned_, "allow-unsigned", "accept requests when no secret applies: true or false (default false)");
-  opt_group{custom_options_, "router"}
-    .add(actor_timeout_ms_, "timeout-ms", "deadline of one workspace look-up (default 1000)")
-    .add(cache_ttl_ms_, "workspace-cache-ttl-ms", "workspace cache entry lifetime; a new workspace works after at most this (default 500)")
-    .add(unknown_log_period_ms_, "unknown-log-period-ms", "log an unknown phone_number_id once per period (default 60000)");
-  opt_group{custom_options_, "conversation"}
-    .add(idle_ms_, "idle-ms", "stop a conversation actor after this idle time (default 5000)")
-    .add(conversation_max_, "max", "most live conversation actors (default 20000)");
-  opt_group{custom_options_, "persistence"}
-    .add(v.database_url, "database-url", "PostgreSQL URL (env DATABASE_URL)")
-    .add(writers_, "writers", "persistence actors, one connection each (default 2)")
-    .add(batch_max_, "batch-max", "most events per transaction (default 500)")
-    .add(flush_interval_ms_, "flush-interval-ms", "wait before committing a batch; 0 = as soon as queued writes are drained (default 0)")
-    .add(statement_timeout_ms_, "statement-timeout-ms", "PostgreSQL statement_timeout (default 2000)")
-    .add(commit_timeout_ms_, "commit-timeout-ms", "time a batch may take to commit before it is spooled (default 3000)")
-    .add(migrate_on_start_, "migrate-on-start", "apply migrations at start-up: true or false (default true)");
-  opt_group{custom_options_, "spool"}
-    .add(v.spool_dir, "dir", "directory of the outage spool; empty = disabled (default spool)")
-    .add(spool_max_bytes_, "max-bytes", "spool size limit; full -> 503 (default 1 GiB)")
-    .add(spool_replay_ms_, "replay-interval-ms", "how often a non-empty spool is replayed (default 1000)");
-  opt_group{custom_options_, "phone"}
-    .add(v.default_region, "default-region", "region for numbers without country code (default US)");
-  opt_group{custom_options_, "log"}
-    .add(v.log_level, "level", "trace, debug, info, warn, error (default info)");
-  opt_group{custom_options_, "workspace"}
-    .add(workspace.name, "name", "register-workspace: name")
-    .add(workspace.slug, "slug", "register-workspace: slug")
-    .add(workspace.phone_number_id, "phone-number-id", "register-workspace: Kapso phone_number_id")
-    .add(workspace.secret, "secret", "register-workspace: its own webhook secret (optional)");
+  const auto& specs = option_specs();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto& spec = specs[i];
+    auto dot = spec.name.find('.');
+    auto fallback = default_text(spec);
+    std::string description{spec.help};
+    if (!fallback.empty())
+      description += " (default " + fallback + ")";
+    if (!spec.env.empty())
+      description += " (env " + std::string{spec.env} + ")";
+    custom_options_.add(caf::config_option{caf_view(spec.name.substr(0, dot)),
+                                           caf_view(spec.name.substr(dot + 1)),
+                                           caf_view(description), meta_for(spec), &given_[i]});
+  }
 }
 
 std::string ingest_config::finish() {
-  auto& v = values;
-  v.database_url = v.database_url.empty() ? env_or("DATABASE_URL", "") : v.database_url;
-  v.webhook_secrets = split_secrets(secrets_.empty() ? env_or("KAPSO_WEBHOOK_SECRET", "") : secrets_);
-  v.verify_token = v.verify_token.empty() ? env_or("KAPSO_VERIFY_TOKEN", "") : v.verify_token;
-  const std::string complaints[] = {
-    parse_flag("security.allow-unsigned", allow_unsigned_, v.allow_unsigned),
-    parse_flag("persistence.migrate-on-start", migrate_on_start_, v.migrate_on_start),
-    check_range("http.port", port_, 0, 65535),
-    check_range("http.threads", http_threads_, 1, 64),
-    check_range("http.body-limit", body_limit_, 64, 256ll << 20),
-    check_range("http.max-in-flight", max_in_flight_, 1, 1000000),
-    check_range("http.request-timeout-ms", request_timeout_ms_, 100, 9500),
-    check_range("router.timeout-ms", actor_timeout_ms_, 50, 9000),
-    check_range("router.workspace-cache-ttl-ms", cache_ttl_ms_, 0, 1000),
-    check_range("router.unknown-log-period-ms", unknown_log_period_ms_, 0, 86400000),
-    check_range("conversation.idle-ms", idle_ms_, 10, 86400000),
-    check_range("conversation.max", conversation_max_, 0, 10000000),
-    check_range("persistence.writers", writers_, 1, 64),
-    check_range("persistence.batch-max", batch_max_, 1, 100000),
-    check_range("persistence.flush-interval-ms", flush_interval_ms_, 0, 1000),
-    check_range("persistence.statement-timeout-ms", statement_timeout_ms_, 10, 60000),
-    check_range("persistence.commit-timeout-ms", commit_timeout_ms_, 10, 60000),
-    check_range("spool.max-bytes", spool_max_bytes_, 0, 1ll << 50),
-    check_range("spool.replay-interval-ms", spool_replay_ms_, 10, 3600000),
-  };
-  for (const auto& complaint : complaints)
-    if (!complaint.empty())
-      return complaint;
-  // Timeouts must nest so that an inner failure is reported before the
-  // outer layer gives up: flush + commit < actor request < HTTP < Kapso.
-  // Timeouts nest: a delivery waits for its workspace look-up, then for its
-  // batch's commit (or the spool), and is answered before Kapso gives up.
-  auto inner = actor_timeout_ms_ + flush_interval_ms_ + commit_timeout_ms_ + 1000;
-  if (inner > request_timeout_ms_)
-    return "invalid configuration: http.request-timeout-ms = " + std::to_string(request_timeout_ms_)
-           + " (must be at least router.timeout-ms + persistence.flush-interval-ms + "
-             "persistence.commit-timeout-ms + 1000 = " + std::to_string(inner) + ")";
-  static const char* levels[] = {"trace", "debug", "info", "warn", "error", "critical", "off"};
-  if (std::find(std::begin(levels), std::end(levels), v.log_level) == std::end(levels))
-    return "invalid configuration: log.level = " + v.log_level
-           + " (must be trace, debug, info, warn, error, critical or off)";
-  if (v.default_region.size() != 2)
-    return "invalid configuration: phone.default-region = " + v.default_region
-           + " (must be a two-letter region code such as US)";
-  using ms = std::chrono::milliseconds;
-  v.port = static_cast<uint16_t>(port_);
-  v.http_threads = static_cast<size_t>(http_threads_);
-  v.body_limit = static_cast<size_t>(body_limit_);
-  v.max_in_flight = static_cast<size_t>(max_in_flight_);
-  v.request_timeout = ms{request_timeout_ms_};
-  v.actor_timeout = ms{actor_timeout_ms_};
-  v.workspace_cache_ttl = ms{cache_ttl_ms_};
-  v.unknown_log_period = ms{unknown_log_period_ms_};
-  v.conversation_idle = ms{idle_ms_};
-  v.conversation_max = static_cast<size_t>(conversation_max_);
-  v.writers = static_cast<size_t>(writers_);
-  v.batch_max = static_cast<size_t>(batch_max_);
-  v.flush_interval = ms{flush_interval_ms_};
-  v.statement_timeout = ms{statement_timeout_ms_};
-  v.commit_timeout = ms{commit_timeout_ms_};
-  v.spool_max_bytes = static_cast<size_t>(spool_max_bytes_);
-  v.spool_replay_interval = ms{spool_replay_ms_};
-  return {};
+  const auto& specs = option_specs();
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const auto& spec = specs[i];
+    auto given = given_[i];
+    if (!spec.env.empty() && (!given || is_empty_text(*given))) {
+      const char* env = std::getenv(std::string{spec.env}.c_str());
+      if (env != nullptr && *env != '\0')
+        given = caf::config_value{std::string{env}};
+    }
+    if (!given)
+      continue;
+    if (auto problem = convert(spec, *given, values, workspace); !problem.empty())
+      return problem;
+  }
+  // CAF keeps unknown keys of the config file silently; in our sections a
+  // misspelt key would be a setting that never applies.
+  std::string checked;
+  for (const auto& spec : specs) {
+    auto section = section_of(spec);
+    if (section == checked)
+      continue;
+    checked = section;
+    auto entry = caf::get_if(&content, caf_view(section));
+    auto keys = entry != nullptr ? caf::get_if<caf::config_value::dictionary>(entry) : nullptr;
+    if (keys == nullptr)
+      continue;
+    for (const auto& key : *keys)
+      if (find_option(section + "." + key.first) == nullptr)
+        return "invalid configuration: " + section + "." + key.first
+               + " is not an option (kapso-ingest --help lists them)";
+  }
+  return check_timeouts_nest(values);
+}
+
+bool ingest_config::knows(std::string_view name) const {
+  return custom_options_.cli_long_name_lookup(caf_view(name)) != nullptr;
+}
+
+command_line parse_command_line(int argc, const char* const* argv) {
+  command_line result;
+  std::vector<std::string> args;
+  for (int i = 1; i < argc; ++i)
+    args.emplace_back(argv[i]);
+  if (!args.empty() && !args.front().empty() && args.front()[0] != '-') {
+    result.command = args.front();
+    args.erase(args.begin());
+  }
+  for (const auto& arg : args) {
+    if (arg == "--help" || arg == "-h" || arg == "-?")
+      return stop(std::move(result), 0, help_text());
+    if (arg == "--help-markdown")
+      return stop(std::move(result), 0, markdown_table());
+    if (arg == "--version")
+      return stop(std::move(result), 0, "kapso-ingest " + std::string{kapso_version});
+  }
+  if (result.command != "serve" && result.command != "migrate"
+      && result.command != "register-workspace")
+    return stop(std::move(result), 2,
+                "unknown command '" + result.command
+                  + "' (expected serve, migrate or register-workspace)");
+  result.config = std::make_unique<ingest_config>();
+  auto& cfg = *result.config;
+  for (auto& arg : args) {
+    if (arg.compare(0, 2, "--") != 0)
+      continue;
+    auto equals = arg.find('=');
+    auto name = arg.substr(2, equals == std::string::npos ? std::string::npos : equals - 2);
+    auto spec = find_option(name);
+    if (spec == nullptr) {
+      if (!cfg.knows(name))
+        return stop(std::move(result), 2,
+                    "invalid configuration: unknown option --" + name
+                      + " (kapso-ingest --help lists every option)");
+    } else if (equals == std::string::npos) {
+      if (!is_flag(*spec))
+        return stop(std::move(result), 2,
+                    "invalid configuration: " + name + " needs a value (--" + name + "=...)");
+      arg += "=true";
+    } else if (equals + 1 == arg.size()) {
+      arg += "\"\"";
+    }
+  }
+  if (auto err = cfg.parse(std::move(args)))
+    return stop(std::move(result), 2, "invalid configuration: " + caf::to_string(err));
+  if (cfg.cli_helptext_printed) // --long-help, --dump-config: CAF printed them
+    return stop(std::move(result), 0, "");
+  if (!cfg.remainder.empty())
+    return stop(std::move(result), 2,
+                "invalid configuration: unexpected argument '" + cfg.remainder.front() + "'");
+  if (auto problem = cfg.finish(); !problem.empty())
+    return stop(std::move(result), 2, problem);
+  if (cfg.values.database_url.empty())
+    return stop(std::move(result), 2,
+                "invalid configuration: persistence.database-url is empty (set DATABASE_URL)");
+  if (result.command == "register-workspace" && cfg.workspace.phone_number_id.empty())
+    return stop(std::move(result), 2,
+                "invalid configuration: workspace.phone-number-id is required");
+  return result;
 }
 
 } // namespace kapso

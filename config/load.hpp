@@ -1,7 +1,11 @@
-// CAF config file + command line + environment -> one validated settings.
+// Command line + CAF config file + environment -> one command and its validated settings.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include <caf/actor_system_config.hpp>
 
@@ -9,18 +13,9 @@
 
 namespace kapso {
 
-// What `kapso-ingest register-workspace` registers.
-struct workspace_registration {
-  std::string name = "Demo workspace";
-  std::string slug = "demo";
-  std::string phone_number_id;
-  std::string secret;
-};
-
-// The actor system's config with every kapso option in its section
-// (http, security, router, conversation, persistence, spool, phone, log,
-// workspace). Options live in caf-application.ini or on the command line as
-// --section.name=value.
+// The actor system's config with every option of config/options.cpp
+// registered in its section, so CAF reads them from caf-application.ini and
+// from the command line as --section.key=value.
 class ingest_config : public caf::actor_system_config {
 public:
   ingest_config();
@@ -29,33 +24,30 @@ public:
   // Returns "" or a one-line message naming the offending option.
   std::string finish();
 
+  // True when CAF has an option named `name` ("section.key"): its own or ours.
+  bool knows(std::string_view name) const;
+
   settings values;
   workspace_registration workspace;
 
 private:
-  // Raw option storage bound to CAF's parser; converted by finish(). The
-  // defaults are settings{}'s, so they are written in one place.
-  static inline const settings defaults_{};
-  std::string secrets_;
-  std::string allow_unsigned_ = defaults_.allow_unsigned ? "true" : "false";
-  std::string migrate_on_start_ = defaults_.migrate_on_start ? "true" : "false";
-  int64_t port_ = defaults_.port;
-  int64_t http_threads_ = static_cast<int64_t>(defaults_.http_threads);
-  int64_t body_limit_ = static_cast<int64_t>(defaults_.body_limit);
-  int64_t max_in_flight_ = static_cast<int64_t>(defaults_.max_in_flight);
-  int64_t request_timeout_ms_ = defaults_.request_timeout.count();
-  int64_t actor_timeout_ms_ = defaults_.actor_timeout.count();
-  int64_t cache_ttl_ms_ = defaults_.workspace_cache_ttl.count();
-  int64_t unknown_log_period_ms_ = defaults_.unknown_log_period.count();
-  int64_t idle_ms_ = defaults_.conversation_idle.count();
-  int64_t conversation_max_ = static_cast<int64_t>(defaults_.conversation_max);
-  int64_t writers_ = static_cast<int64_t>(defaults_.writers);
-  int64_t batch_max_ = static_cast<int64_t>(defaults_.batch_max);
-  int64_t flush_interval_ms_ = defaults_.flush_interval.count();
-  int64_t statement_timeout_ms_ = defaults_.statement_timeout.count();
-  int64_t commit_timeout_ms_ = defaults_.commit_timeout.count();
-  int64_t spool_max_bytes_ = static_cast<int64_t>(defaults_.spool_max_bytes);
-  int64_t spool_replay_ms_ = defaults_.spool_replay_interval.count();
+  // One raw value per option_specs() entry as CAF read it (typed from the
+  // INI file, text from the command line); nullopt when not given. Sized once:
+  // CAF holds pointers into it.
+  std::vector<std::optional<caf::config_value>> given_;
 };
+
+// What kapso-ingest was asked to do.
+struct command_line {
+  std::string command = "serve";         // serve, migrate or register-workspace
+  std::unique_ptr<ingest_config> config; // set when `command` is to run
+  int exit_code = 0;                     // otherwise: 0 after --help, 2 when invalid
+  std::string output;                    // otherwise: print this (stdout if 0, else stderr)
+};
+
+// The first argument is the command unless it starts with '-'; the rest are
+// options. A bare true/false option means true and "--section.key=" sets an
+// empty value (CAF's parser wants a value in both cases).
+command_line parse_command_line(int argc, const char* const* argv);
 
 } // namespace kapso

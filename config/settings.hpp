@@ -1,4 +1,5 @@
-// One plain struct holding every tunable of kapso-ingest, filled by config/.
+// Plain structs holding every tunable of kapso-ingest, filled by config/.
+// The initialisers here are the options' defaults (config/options.cpp reads them).
 #pragma once
 
 #include <chrono>
@@ -16,10 +17,10 @@ struct settings {
   size_t body_limit = 1024 * 1024;       // bytes; larger -> 413
   size_t max_in_flight = 4096;           // deliveries in the pipeline; more -> 503
   size_t max_in_flight_bytes = 64ull << 20; // body bytes in the pipeline; more -> 503
-  size_t max_connections = 1024;         // open client connections (lowered below the fd limit)
+  size_t max_connections = 1024;         // open client connections
+  std::chrono::milliseconds idle_timeout{15000};   // no complete request -> closed
   std::chrono::milliseconds request_timeout{8000}; // HTTP handling, < Kapso's 10 s
-  std::chrono::milliseconds idle_timeout{15000};   // no complete request for this long: closed
-  std::chrono::milliseconds shutdown_timeout{9000}; // SIGTERM: most time spent answering
+  std::chrono::milliseconds shutdown_timeout{9000}; // SIGTERM: answering waiting requests
 
   // security
   std::vector<std::string> webhook_secrets; // global; several during rotation
@@ -27,8 +28,8 @@ struct settings {
   bool allow_unsigned = false;              // accept when no secret applies
 
   // router / conversations
-  std::chrono::milliseconds actor_timeout{1000};     // deadline of one workspace look-up
-  size_t lookup_rate = 100; // look-ups/s of unknown ids for deliveries no global secret signs
+  std::chrono::milliseconds actor_timeout{1000};     // one workspace look-up
+  size_t lookup_rate = 100;                  // look-ups/s of uncached ids, unsigned by a global secret
   std::chrono::milliseconds workspace_cache_ttl{500};
   std::chrono::milliseconds unknown_log_period{60000};
   std::chrono::milliseconds conversation_idle{5000};
@@ -40,8 +41,8 @@ struct settings {
   size_t batch_max = 500;                    // events per transaction
   std::chrono::milliseconds flush_interval{0}; // 0 = when queued writes are drained
   std::chrono::milliseconds statement_timeout{2000};
-  std::chrono::milliseconds connect_timeout{1000}; // one connection attempt
   std::chrono::milliseconds commit_timeout{3000};
+  std::chrono::milliseconds connect_timeout{1000}; // one connection attempt
   bool migrate_on_start = true;
 
   // spool
@@ -54,6 +55,14 @@ struct settings {
 
   // logging
   std::string log_level = "info";
+};
+
+// What `kapso-ingest register-workspace` registers.
+struct workspace_registration {
+  std::string name = "Demo workspace";
+  std::string slug = "demo";
+  std::string phone_number_id;
+  std::string secret;
 };
 
 } // namespace kapso

@@ -16,6 +16,7 @@ KAPSO_PACKAGES=(
   postgresql postgresql-contrib
   wrk libbenchmark-dev
   openssl curl ca-certificates
+  prometheus # its promtool checks /metrics in the tests (CTest metrics_promtool)
 )
 
 # Set by kapso_pg_start: 1 when this process started the cluster (0 when reused), and the
