@@ -35,7 +35,8 @@ nlohmann::json to_json(const routed_event& r) {
     {"wc", e.whatsapp_conversation_id}, {"m", e.message_id}, {"ts", e.timestamp},
     {"d", e.direction}, {"s", e.sender_type}, {"mt", e.message_type},
     {"c", e.content}, {"pv", e.preview}, {"u", e.media_url}, {"md", e.metadata_json},
-    {"st", e.status}, {"se", e.status_error_json},
+    {"st", e.status}, {"se", e.status_error_json}, {"om", e.original_message_id},
+    {"np", e.new_contact_phone}, {"ih", e.identity_hash},
   };
 }
 
@@ -63,6 +64,10 @@ routed_event from_json(const nlohmann::json& j) {
   e.metadata_json = j.at("md").get<std::string>();
   e.status = j.at("st").get<std::string>();
   e.status_error_json = j.at("se").get<std::string>();
+  // Absent in records spooled before these fields existed.
+  e.original_message_id = j.value("om", std::string{});
+  e.new_contact_phone = j.value("np", std::string{});
+  e.identity_hash = j.value("ih", std::string{});
   return r;
 }
 

@@ -29,6 +29,15 @@ extern const char* const insert_pending_statuses;
 extern const char* const apply_pending_statuses;  // $1 json [(workspace_id, kapso_message_id)]
 extern const char* const apply_all_pending_statuses;
 
+// -- edits, deletions and account changes (persistence/lifecycle.cpp) ---------------
+extern const char* const stage_message_changes;  // edits/revokes -> (workspace_id, event_id) new
+extern const char* const apply_message_changes;  // $1 json [(workspace_id, original_message_id)]
+extern const char* const record_number_changes;  // -> (workspace_id, event_id) new
+extern const char* const apply_number_changes;   // $1 json [(workspace_id, phone)]
+extern const char* const note_identity_changes;  // -> (workspace_id, event_id, changed)
+extern const char* const select_lifecycle_waits; // $1 limit: what waits, per kind
+extern const char* const sweep_lifecycle;
+
 // -- health ------------------------------------------------------------------------
 
 } // namespace kapso::sql

@@ -381,6 +381,15 @@ batch_result inbox_store::commit_batch(const std::vector<routed_event>& events) 
   if (!new_outbound.empty())
     txn->exec_prepared(apply_pending_statuses_stmt, new_outbound.str());
 
+  // 6. Edits, deletions, number and identity changes (persistence/lifecycle.hpp).
+  //    A contact a number change moved must not be served from the id cache.
+  auto changes = lifecycle::write_batch(*txn, waiting_, events, keys, inserted, result.outcomes);
+  for (const auto& key : changes.moved_contacts) {
+    learned.erase(key);
+    known_.erase(key.first + '\n' + key.second);
+  }
+  result.pending.insert(result.pending.end(), changes.waiting.begin(), changes.waiting.end());
+
   if (auto work = dynamic_cast<pqxx::work*>(txn.get()))
     work->commit();
   txn.reset();
@@ -408,6 +417,7 @@ void inbox_store::apply_pending(const std::vector<message_ref>& refs) {
     rows.row().field("workspace_id", ws).field("kapso_message_id", id);
   pqxx::work txn{*conn_};
   txn.exec_prepared(apply_pending_statuses_stmt, rows.str());
+  lifecycle::apply_waiting(txn, waiting_, refs);
   txn.commit();
 }
 
@@ -415,6 +425,7 @@ void inbox_store::sweep_pending() {
   ensure_connected();
   pqxx::work txn{*conn_};
   txn.exec(sql::apply_all_pending_statuses);
+  lifecycle::sweep(txn);
   txn.commit();
 }
 

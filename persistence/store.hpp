@@ -12,6 +12,7 @@
 #include <pqxx/pqxx>
 
 #include "actors/protocol.hpp"
+#include "persistence/lifecycle.hpp"
 
 namespace kapso {
 
@@ -94,6 +95,7 @@ private:
   std::chrono::milliseconds statement_timeout_;
   std::unique_ptr<pqxx::connection> conn_;
   std::unordered_map<std::string, known_conversation> known_; // "ws\nkey"
+  lifecycle::waiting_index waiting_; // what early edits and number changes wait for
 };
 
 } // namespace kapso
