@@ -200,14 +200,13 @@ bool is_media(std::string_view type) {
          || type == "sticker";
 }
 
-} // namespace
-
-message_content describe_message(const element& message) {
+// `kapso` is Kapso's extension block, which an edit carries on its outer
+// message rather than on the new version.
+message_content describe(const element& message, const field& kapso) {
   message_content out;
   out.type = text_at(message, "type");
   if (out.type.empty())
     out.type = "text";
-  auto kapso = object_at(message, "kapso");
   auto kapso_content = text_at(kapso, "content");
   describe_common(message, kapso, out);
   std::string_view type = out.type;
@@ -237,6 +236,20 @@ message_content describe_message(const element& message) {
     out.media_url = kapso_url;
   out.preview = cut_utf8(out.content, preview_chars);
   return out;
+}
+
+} // namespace
+
+message_content describe_message(const element& message) {
+  return describe(message, object_at(message, "kapso"));
+}
+
+std::optional<message_content> describe_edit(const element& message) {
+  auto edit = object_at(message, "edit");
+  auto version = object_at(edit, "message");
+  if (!version)
+    return std::nullopt;
+  return describe(*version, object_at(message, "kapso"));
 }
 
 } // namespace kapso

@@ -1,6 +1,7 @@
 // What one WhatsApp message shows in the inbox: content, preview, metadata.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -23,5 +24,10 @@ struct message_content {
 // `kapso` extension). Never fails: unknown shapes become
 // "[Unsupported message]".
 message_content describe_message(const simdjson::dom::element& message);
+
+// The new version an edit carries: `edit.message` of a message whose type is
+// "edit", read like any message but with the outer message's `kapso` block.
+// Empty when the edit has no new version to show.
+std::optional<message_content> describe_edit(const simdjson::dom::element& message);
 
 } // namespace kapso

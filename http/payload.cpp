@@ -139,9 +139,7 @@ void set_identity(event& ev, const identity_sources& sources,
 
 // Content, preview, type, timestamp and metadata of a message object.
 // `extra` holds envelope fields (origin, conversation ids) for the metadata.
-void set_message(event& ev, const element& message, const json& extra) {
-  auto content = describe_message(message);
-  ev.timestamp = timestamp_of(value_at(message, "timestamp"));
+void set_content(event& ev, message_content content, const json& extra) {
   ev.message_type = std::move(content.type);
   ev.content = std::move(content.content);
   ev.preview = std::move(content.preview);
@@ -149,6 +147,101 @@ void set_message(event& ev, const element& message, const json& extra) {
   for (const auto& [key, value] : extra.items())
     content.metadata[key] = value;
   ev.metadata_json = compact(content.metadata);
+}
+
+void set_message(event& ev, const element& message, const json& extra) {
+  ev.timestamp = timestamp_of(value_at(message, "timestamp"));
+  set_content(ev, describe_message(message), extra);
+}
+
+// -- edits, deletions and account changes ------------------------------------------
+
+std::string read_edit(event& ev, const element& message, const json& extra) {
+  ev.original_message_id = text_at(object_at(message, "edit"), "original_message_id");
+  if (ev.original_message_id.empty())
+    return "edit without edit.original_message_id";
+  auto version = describe_edit(message);
+  if (!version)
+    return "edit without edit.message (the new version)";
+  ev.kind = event_kind::message_edit;
+  set_content(ev, std::move(*version), extra);
+  return {};
+}
+
+std::string read_revoke(event& ev, const element& message) {
+  ev.original_message_id = text_at(object_at(message, "revoke"), "original_message_id");
+  if (ev.original_message_id.empty())
+    return "revoke without revoke.original_message_id";
+  ev.kind = event_kind::message_revoke;
+  ev.message_type = "revoke";
+  return {};
+}
+
+bool is_number_change(std::string_view system_type) {
+  return system_type == "user_changed_number" || system_type == "customer_changed_number";
+}
+
+bool is_identity_change(std::string_view system_type) {
+  return system_type == "customer_identity_changed" || system_type == "user_identity_changed";
+}
+
+// The event type under which a system notice we do not handle is ignored,
+// so each kind is logged once by name.
+std::string unhandled_system_type(const element& message) {
+  auto type = text_at(object_at(message, "system"), "type");
+  if (text_at(message, "type") != "system" || is_number_change(type) || is_identity_change(type))
+    return {};
+  return "system." + (type.empty() ? std::string{"unknown"} : type);
+}
+
+// System notices about the customer's account.
+std::string read_system(event& ev, const element& message, const parse_options& options) {
+  auto system = object_at(message, "system");
+  auto type = text_at(system, "type");
+  // system.body is not kept: it spells out the customer's numbers.
+  ev.message_type = "system";
+  if (is_number_change(type)) {
+    auto wa_id = text_at(system, "wa_id");
+    ev.new_contact_phone = wa_id.empty() ? std::string{}
+                                         : normalise_phone(wa_id, options.default_region);
+    if (ev.new_contact_phone.empty())
+      return type + " without a usable system.wa_id (the new number)";
+    ev.kind = event_kind::contact_number_changed;
+    return {};
+  }
+  if (is_identity_change(type)) {
+    auto identity = object_at(message, "identity");
+    if (!identity)
+      identity = object_at(system, "identity");
+    ev.kind = event_kind::contact_identity_changed;
+    ev.identity_hash = text_at(identity, "hash");
+    json metadata = json::object();
+    if (identity)
+      metadata["identity"] = to_json(*identity);
+    ev.metadata_json = compact(metadata);
+    return {};
+  }
+  ev.kind = event_kind::unknown;
+  ev.event_type = unhandled_system_type(message);
+  return {};
+}
+
+// A message event's content, or — for the types that change what is stored
+// instead of adding to it — what it changes. Returns why the event is
+// malformed, or "".
+std::string read_message_or_change(event& ev, const element& message, const json& extra,
+                                   const parse_options& options) {
+  auto type = text_at(message, "type");
+  if (type != "edit" && type != "revoke" && type != "system") {
+    set_message(ev, message, extra);
+    return {};
+  }
+  ev.timestamp = timestamp_of(value_at(message, "timestamp"));
+  if (type == "edit")
+    return read_edit(ev, message, extra);
+  if (type == "revoke")
+    return read_revoke(ev, message);
+  return read_system(ev, message, options);
 }
 
 // Kapso puts a failed message's error in one of three places; null when
@@ -260,8 +353,11 @@ std::string read_kapso_event(const element& obj, std::string type,
   // status would have put it.
   if (kind == event_kind::message_sent && !error.is_null())
     extra["error"] = std::move(error);
-  set_message(ev, *message, extra);
-  return {};
+  if (kind == event_kind::message_status) {
+    set_message(ev, *message, extra);
+    return {};
+  }
+  return read_message_or_change(ev, *message, extra, options);
 }
 
 // -- Meta forward ---------------------------------------------------------------
@@ -382,7 +478,19 @@ private:
       skip(where, "message without id");
       return;
     }
+    // Notices such as a changed business-scoped id may name no customer.
+    if (auto system_type = unhandled_system_type(message); !system_type.empty()) {
+      ev.kind = event_kind::unknown;
+      ev.event_type = std::move(system_type);
+      result_.parsed.events.push_back(std::move(ev));
+      return;
+    }
     auto customer = echo ? text_at(message, "to") : from;
+    // Some coexistence echoes name the business as `to` and the customer as
+    // `from`.
+    if (echo_field && !scope.display_digits.empty()
+        && digits_of(customer) == scope.display_digits && digits_of(from) != scope.display_digits)
+      customer = from;
     auto customer_user_id = echo ? first_non_empty({text_at(message, "to_user_id"),
                                                     text_at(message, "recipient_user_id")})
                                  : text_at(message, "from_user_id");
@@ -401,7 +509,10 @@ private:
     json extra = json::object();
     if (echo_field)
       extra["origin"] = "business_app";
-    set_message(ev, message, extra);
+    if (auto why = read_message_or_change(ev, message, extra, options_); !why.empty()) {
+      skip(where, why);
+      return;
+    }
     if (echo) {
       ev.direction = "outbound";
       ev.sender_type = echo_field ? "user" : "bot";

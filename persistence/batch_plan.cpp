@@ -28,6 +28,12 @@ bool needs_conversation(event_kind kind) {
     case event_kind::message_status:
     case event_kind::conversation_inactive:
     case event_kind::unknown:
+    // Lifecycle events change rows that exist (or wait for them): they
+    // create no conversation of their own (persistence/lifecycle.cpp).
+    case event_kind::message_edit:
+    case event_kind::message_revoke:
+    case event_kind::contact_number_changed:
+    case event_kind::contact_identity_changed:
       return false;
   }
   return false;

@@ -12,6 +12,10 @@ const char* to_string(event_kind kind) {
     case event_kind::conversation_ended: return "conversation_ended";
     case event_kind::conversation_inactive: return "conversation_inactive";
     case event_kind::unknown: return "unknown";
+    case event_kind::message_edit: return "message_edit";
+    case event_kind::message_revoke: return "message_revoke";
+    case event_kind::contact_number_changed: return "contact_number_changed";
+    case event_kind::contact_identity_changed: return "contact_identity_changed";
   }
   return "unknown";
 }

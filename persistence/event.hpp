@@ -16,7 +16,15 @@ enum class event_kind : uint8_t {
   conversation_ended,    // conversation status -> closed
   conversation_inactive, // accepted and counted, no data change
   unknown,               // an event type we do not handle: counted as ignored
+  // Changes to what is stored; never rows of their own, never unread.
+  message_edit,             // new content for original_message_id
+  message_revoke,           // original_message_id deleted for everyone
+  contact_number_changed,   // the customer moved to new_contact_phone
+  contact_identity_changed, // the customer's security identity changed
 };
+
+// The highest kind: a decoder checks that a stored kind is one of ours.
+constexpr event_kind last_event_kind = event_kind::contact_identity_changed;
 
 const char* to_string(event_kind kind);
 
@@ -48,6 +56,12 @@ struct event {
   std::string metadata_json = "{}"; // JSON object for messages.metadata
   std::string status;          // received | sent | delivered | read | failed
   std::string status_error_json; // failed statuses: the error object, else ""
+
+  // Edits, deletions and account changes (message_id is their own id; for an
+  // edit, content .. metadata_json above describe the new version).
+  std::string original_message_id; // the message an edit or revoke changes
+  std::string new_contact_phone;   // contact_number_changed: the new E.164 number
+  std::string identity_hash;       // contact_identity_changed: identity.hash
 };
 
 // An event bound to its workspace, with its timestamp final (the arrival

@@ -70,6 +70,9 @@ constexpr text_field event_texts[] = {
   {25, &event::metadata_json},
   {26, &event::status},
   {27, &event::status_error_json},
+  {28, &event::original_message_id},
+  {29, &event::new_contact_phone},
+  {30, &event::identity_hash},
 };
 
 // A field added to `event` changes its size: this fails until the field is
@@ -129,7 +132,7 @@ bool decode_field(uint8_t tag, std::string_view value, routed_event& r) {
       return true;
     case tag_kind:
       if (value.size() != 1
-          || static_cast<uint8_t>(value[0]) > static_cast<uint8_t>(event_kind::unknown))
+          || static_cast<uint8_t>(value[0]) > static_cast<uint8_t>(last_event_kind))
         return false;
       r.ev.kind = static_cast<event_kind>(value[0]);
       return true;

@@ -255,6 +255,49 @@ const char* const apply_all_pending_statuses =
   "  JOIN messages m USING (workspace_id, kapso_message_id) LIMIT 5000),\n"
   KAPSO_APPLY_PENDING_TAIL;
 
+// Edits and revokes are staged first, whether their original is stored or
+// not, and applied from there by kapso_apply_message_changes (migration
+// 0003): one path for the early, the on-time and the re-delivered.
+const char* const stage_message_changes = R"(
+INSERT INTO kapso_pending_message_changes AS p
+  (workspace_id, event_id, original_message_id, kind, changed_at, content, media_url, metadata)
+SELECT i.workspace_id, i.event_id, i.original_message_id, i.kind, to_timestamp(i.ts),
+       NULLIF(i.content, ''), NULLIF(i.media_url, ''), coalesce(i.metadata, '{}'::jsonb)
+FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, event_id text,
+  original_message_id text, kind text, ts bigint, content text, media_url text, metadata jsonb)
+ORDER BY i.workspace_id, i.event_id
+ON CONFLICT (workspace_id, event_id) DO NOTHING
+RETURNING p.workspace_id::text, p.event_id)";
+
+const char* const apply_message_changes = R"(
+SELECT r_workspace_id, r_original_message_id, r_event_id, r_changed
+FROM kapso_apply_message_changes($1::jsonb))";
+
+const char* const record_number_changes = R"(
+INSERT INTO kapso_number_changes AS n (workspace_id, event_id, old_phone, new_phone, changed_at)
+SELECT i.workspace_id, i.event_id, i.old_phone, i.new_phone, to_timestamp(i.ts)
+FROM jsonb_to_recordset($1::jsonb)
+  AS i(workspace_id uuid, event_id text, old_phone text, new_phone text, ts bigint)
+ORDER BY i.workspace_id, i.event_id
+ON CONFLICT (workspace_id, event_id) DO NOTHING
+RETURNING n.workspace_id::text, n.event_id)";
+
+const char* const apply_number_changes = R"(
+SELECT r_workspace_id, r_old_phone, r_new_phone FROM kapso_apply_number_changes($1::jsonb))";
+
+const char* const note_identity_changes = R"(
+SELECT r_workspace_id, r_event_id, r_changed FROM kapso_note_identity_changes($1::jsonb))";
+
+// What this writer must watch for: originals that edits or revokes wait
+// for ('m'), and old numbers of recent number changes ('n').
+const char* const select_lifecycle_waits = R"(
+(SELECT 'm', workspace_id::text, original_message_id FROM kapso_pending_message_changes
+ LIMIT $1::bigint)
+UNION ALL
+(SELECT 'n', workspace_id::text, old_phone FROM kapso_number_changes LIMIT $1::bigint))";
+
+const char* const sweep_lifecycle = "SELECT kapso_sweep_lifecycle()";
+
 #undef KAPSO_APPLY_PENDING_TAIL
 #undef KAPSO_CONVERSATION_OF
 
@@ -277,6 +320,13 @@ const statement_text statements[] = {
   {statement::apply_pending_statuses, "apply_pending_statuses", apply_pending_statuses},
   {statement::apply_all_pending_statuses, "apply_all_pending_statuses",
    apply_all_pending_statuses},
+  {statement::stage_message_changes, "stage_message_changes", stage_message_changes},
+  {statement::apply_message_changes, "apply_message_changes", apply_message_changes},
+  {statement::record_number_changes, "record_number_changes", record_number_changes},
+  {statement::apply_number_changes, "apply_number_changes", apply_number_changes},
+  {statement::note_identity_changes, "note_identity_changes", note_identity_changes},
+  {statement::select_lifecycle_waits, "select_lifecycle_waits", select_lifecycle_waits},
+  {statement::sweep_lifecycle, "sweep_lifecycle", sweep_lifecycle},
 };
 static_assert(sizeof(statements) / sizeof(statements[0]) == statement_count,
               "every statement has a text");

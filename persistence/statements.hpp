@@ -30,6 +30,15 @@ enum class statement : size_t {
   write_statuses,           // (workspace_id[], message id[], status[], error[]) -> per message
   apply_pending_statuses,   // (workspace_id[], message id[])
   apply_all_pending_statuses,
+  // edits, deletions and account changes (persistence/lifecycle.cpp); one
+  // JSON parameter each, read by the functions of migration 0003
+  stage_message_changes,    // edits/revokes -> (workspace_id, event_id) new
+  apply_message_changes,    // [(workspace_id, original_message_id)]
+  record_number_changes,    // -> (workspace_id, event_id) new
+  apply_number_changes,     // [(workspace_id, phone)]
+  note_identity_changes,    // -> (workspace_id, event_id, changed)
+  select_lifecycle_waits,   // $1 limit: what waits, per kind
+  sweep_lifecycle,
   count_
 };
 

@@ -197,8 +197,8 @@ void add_pending_for_outbound(pg_pipeline& pipeline, const batch_plan& plan,
 // -- reading the answers -------------------------------------------------------------
 
 void read_messages(const pg_rows& rows, const batch_plan& plan,
-                   const std::vector<batch_entry>& entries, batch_result& result) {
-  std::set<pair_key> inserted;
+                   const std::vector<batch_entry>& entries, batch_result& result,
+                   std::set<pair_key>& inserted) {
   for (size_t r = 0; r < rows.size(); ++r) {
     if (rows.text(r, 2) == "unresolved")
       // Deleted by another application between the steps: the attempt is
@@ -227,6 +227,55 @@ void read_statuses(const pg_rows& rows, const batch_plan& plan,
     if (stale.count(key_of(entries[i].workspace_id, entries[i].ev->message_id)) != 0)
       result.outcomes[i] = write_outcome::duplicate;
 }
+
+// Whether the batch has lifecycle work: its own edits, revokes, number or
+// identity changes, or messages and contacts that such changes wait for.
+bool has_lifecycle_work(const lifecycle::waiting_index& waiting,
+                        const std::vector<batch_entry>& entries,
+                        const std::vector<std::string_view>& keys) {
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const auto& ev = *entries[i].ev;
+    std::string ws{entries[i].workspace_id};
+    if (lifecycle::handles(ev.kind) || waiting.awaits_message({ws, ev.message_id})
+        || (needs_conversation(ev.kind) && waiting.has_number_change(ws, std::string{keys[i]})))
+      return true;
+  }
+  return false;
+}
+
+// An explicit transaction around the pipeline, for batches whose later
+// steps depend on what the earlier ones answered: rolled back unless
+// committed (a session that cannot roll back in time is closed; the server
+// then aborts the transaction itself).
+class open_transaction {
+public:
+  open_transaction(pg_session& session, pg_deadline deadline)
+    : session_(session), deadline_(deadline) {
+    session_.exec("BEGIN", deadline_);
+  }
+  ~open_transaction() {
+    if (done_ || !session_.connected())
+      return;
+    try {
+      session_.exec("ROLLBACK", std::max(deadline_, pg_clock::now() + rollback_grace));
+    } catch (const std::exception&) {
+      session_.close();
+    }
+  }
+  open_transaction(const open_transaction&) = delete;
+  open_transaction& operator=(const open_transaction&) = delete;
+
+  void commit() {
+    session_.exec("COMMIT", deadline_);
+    done_ = true;
+  }
+
+private:
+  static constexpr auto rollback_grace = std::chrono::milliseconds(200);
+  pg_session& session_;
+  pg_deadline deadline_;
+  bool done_ = false;
+};
 
 pg_session_options session_options(std::string url, std::chrono::milliseconds statement_timeout) {
   pg_session_options options;
@@ -312,14 +361,26 @@ batch_result inbox_store::commit_batch(const std::vector<batch_entry>& entries,
   add_closings(pipeline, plan, entries, keys);
   auto statuses = add_statuses(pipeline, plan, entries);
   add_pending_for_outbound(pipeline, plan, entries);
-  if (pipeline.empty())
-    return result;
 
-  auto answers = session_.run(pipeline, deadline);
+  if (!waiting_.loaded())
+    waiting_.load(session_, deadline);
+  std::optional<open_transaction> txn;
+  if (has_lifecycle_work(waiting_, entries, keys))
+    txn.emplace(session_, deadline);
+  auto answers = pipeline.empty() ? std::vector<pg_rows>{} : session_.run(pipeline, deadline);
+  std::set<pair_key> inserted;
   if (messages)
-    read_messages(answers[*messages], plan, entries, result);
+    read_messages(answers[*messages], plan, entries, result, inserted);
   if (statuses)
     read_statuses(answers[*statuses], plan, entries, result);
+  if (txn) {
+    // Edits, deletions, number and identity changes: after the messages
+    // they may apply to, in the same transaction.
+    auto changes = lifecycle::write_batch(session_, deadline, waiting_, entries, keys, inserted,
+                                          result.outcomes);
+    result.pending.insert(result.pending.end(), changes.waiting.begin(), changes.waiting.end());
+    txn->commit();
+  }
   // Later copies of a message in the batch share its fate: stored once,
   // they are duplicates of it.
   for (size_t i = 0; i < entries.size(); ++i)
@@ -341,6 +402,7 @@ void inbox_store::apply_pending(const std::vector<message_ref>& refs, pg_deadlin
   pipeline.add(sql::name_of(statement::apply_pending_statuses), columns({&ws, &id}));
   connect_before(deadline);
   session_.run(pipeline, deadline);
+  lifecycle::apply_waiting(session_, deadline, waiting_, refs);
 }
 
 void inbox_store::sweep_pending(pg_deadline deadline) {
@@ -348,6 +410,7 @@ void inbox_store::sweep_pending(pg_deadline deadline) {
   pipeline.add(sql::name_of(statement::apply_all_pending_statuses), {});
   connect_before(deadline);
   session_.run(pipeline, deadline);
+  lifecycle::sweep(session_, deadline);
 }
 
 std::vector<inbox_store::workspace_row>

@@ -11,6 +11,7 @@
 
 #include "persistence/event.hpp"
 #include "persistence/batch_plan.hpp"
+#include "persistence/lifecycle.hpp"
 #include "persistence/pg_session.hpp"
 
 namespace kapso {
@@ -86,6 +87,7 @@ private:
 
   pg_session session_;
   std::chrono::milliseconds connect_timeout_;
+  lifecycle::waiting_index waiting_; // what early edits and number changes wait for
 };
 
 // Command-line tools (migrate, register-workspace): blocking, libpqxx.

@@ -65,6 +65,9 @@ routed_event distinct_event(int n) {
   e.metadata_json = tag("metadata_json");
   e.status = tag("status");
   e.status_error_json = tag("status_error_json");
+  e.original_message_id = tag("original_message_id");
+  e.new_contact_phone = tag("new_contact_phone");
+  e.identity_hash = tag("identity_hash");
   return r;
 }
 
@@ -92,6 +95,9 @@ void check_equal(const routed_event& x, const routed_event& y) {
   BOOST_TEST(a.metadata_json == b.metadata_json);
   BOOST_TEST(a.status == b.status);
   BOOST_TEST(a.status_error_json == b.status_error_json);
+  BOOST_TEST(a.original_message_id == b.original_message_id);
+  BOOST_TEST(a.new_contact_phone == b.new_contact_phone);
+  BOOST_TEST(a.identity_hash == b.identity_hash);
 }
 
 void check_equal(const std::vector<routed_event>& x, const std::vector<routed_event>& y) {
@@ -183,7 +189,7 @@ BOOST_AUTO_TEST_CASE(round_trip_keeps_every_field) {
   empty.ev.metadata_json.clear();
   empty.ev.timestamp = std::numeric_limits<int64_t>::min();
   events.push_back(empty);
-  for (int kind = 0; kind <= static_cast<int>(event_kind::unknown); ++kind) {
+  for (int kind = 0; kind <= static_cast<int>(last_event_kind); ++kind) {
     auto r = distinct_event(10 + kind);
     r.ev.kind = static_cast<event_kind>(kind);
     r.ev.timestamp = kind % 2 ? std::numeric_limits<int64_t>::max() : -kind;
@@ -227,7 +233,7 @@ BOOST_AUTO_TEST_CASE(decoding_rejects_what_is_not_an_encoding) {
   auto bad_kind = encode_spool_batch(one);
   auto at = 4 + 4 + 5 + one[0].workspace_id.size();
   BOOST_REQUIRE(bad_kind[at] == 2);
-  bad_kind[at + 5] = static_cast<char>(static_cast<int>(event_kind::unknown) + 1);
+  bad_kind[at + 5] = static_cast<char>(static_cast<int>(last_event_kind) + 1);
   BOOST_TEST(!decode_spool_batch(bad_kind, out));
   // `out` untouched by every failure.
   BOOST_REQUIRE_EQUAL(out.size(), 1u);
