@@ -1,4 +1,4 @@
-// Integration-test harness: scratch databases, server processes, a loopback HTTP client.
+// Test harness of the integration and fault tiers: scratch databases, server processes, a loopback HTTP client.
 #pragma once
 
 #include <chrono>
