@@ -1,4 +1,4 @@
-// Integration-test harness: scratch databases, server processes, a loopback HTTP client.
+// Test harness of the integration and fault tiers: scratch databases, server processes, a loopback HTTP client.
 #include "tests/integration/harness.hpp"
 
 #include <algorithm>
@@ -22,6 +22,7 @@
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -129,13 +130,26 @@ std::vector<char*> c_strings(std::vector<std::string>& strings) {
   return result;
 }
 
+struct child_limits {
+  std::optional<uint64_t> nofile;
+  std::optional<uint64_t> fsize;
+};
+
 // fork + execve with stdout/stderr appended to `output_path`. Everything the
 // child needs is prepared before fork: only async-signal-safe calls after.
 int spawn(std::vector<std::string> argv, std::vector<std::string> envv,
-          const std::string& output_path) {
+          const std::string& output_path, const child_limits& limits = {},
+          std::string cwd = {}) {
   auto argv_c = c_strings(argv);
   auto envv_c = c_strings(envv);
-  auto cwd = log_dir();
+  if (cwd.empty())
+    cwd = log_dir();
+  rlimit nofile{};
+  rlimit fsize{};
+  if (limits.nofile)
+    nofile.rlim_cur = nofile.rlim_max = static_cast<rlim_t>(*limits.nofile);
+  if (limits.fsize)
+    fsize.rlim_cur = fsize.rlim_max = static_cast<rlim_t>(*limits.fsize);
   int out = ::open(output_path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
   if (out < 0)
     throw std::runtime_error("cannot open " + output_path + ": " + std::strerror(errno));
@@ -153,6 +167,13 @@ int spawn(std::vector<std::string> argv, std::vector<std::string> envv,
     ::dup2(out, 2);
     if (::chdir(cwd.c_str()) != 0)
       ::_exit(126);
+    if (limits.nofile && ::setrlimit(RLIMIT_NOFILE, &nofile) != 0)
+      ::_exit(125);
+    if (limits.fsize) {
+      ::signal(SIGXFSZ, SIG_IGN);
+      if (::setrlimit(RLIMIT_FSIZE, &fsize) != 0)
+        ::_exit(125);
+    }
     ::execve(argv_c[0], argv_c.data(), envv_c.data());
     ::_exit(127);
   }
@@ -300,12 +321,10 @@ void run_concurrently(size_t n, const std::function<void(size_t)>& body) {
 
 // -- child processes -----------------------------------------------------------
 
-process_result run_cli(const std::vector<std::string>& args, const env_overrides& env,
-                       std::chrono::milliseconds timeout) {
-  std::vector<std::string> argv{server_binary()};
-  argv.insert(argv.end(), args.begin(), args.end());
+process_result run_program(const std::vector<std::string>& argv, const env_overrides& env,
+                           std::chrono::milliseconds timeout, const std::string& cwd) {
   auto output_path = log_dir() + "/cli-" + unique_suffix() + ".log";
-  auto pid = spawn(argv, child_environment(env), output_path);
+  auto pid = spawn(argv, child_environment(env), output_path, {}, cwd);
   process_result result;
   auto code = wait_for(pid, timeout);
   if (!code) {
@@ -316,7 +335,25 @@ process_result run_cli(const std::vector<std::string>& args, const env_overrides
     result.exit_code = *code;
   }
   result.output = read_file(output_path);
+  std::error_code ignored;
+  fs::remove(output_path, ignored);
   return result;
+}
+
+size_t rss_kib(int pid) {
+  std::ifstream status{"/proc/" + std::to_string(pid) + "/status"};
+  std::string line;
+  while (std::getline(status, line))
+    if (line.compare(0, 6, "VmRSS:") == 0)
+      return std::strtoull(line.c_str() + 6, nullptr, 10);
+  return 0;
+}
+
+process_result run_cli(const std::vector<std::string>& args, const env_overrides& env,
+                       std::chrono::milliseconds timeout) {
+  std::vector<std::string> argv{server_binary()};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return run_program(argv, env, timeout);
 }
 
 // -- database ------------------------------------------------------------------
@@ -335,8 +372,9 @@ std::string with_database(std::string_view url, std::string_view dbname) {
   return head + "/" + std::string{dbname} + query;
 }
 
-test_database::test_database(bool migrate) {
-  auto admin = admin_database_url();
+test_database::test_database(bool migrate, std::optional<std::string> admin_url)
+  : admin_url_(admin_url ? std::move(*admin_url) : admin_database_url()) {
+  const auto& admin = admin_url_;
   name_ = "kapso_itest_" + unique_suffix();
   {
     pqxx::connection connection{admin};
@@ -350,7 +388,7 @@ test_database::test_database(bool migrate) {
 
 test_database::~test_database() {
   try {
-    pqxx::connection connection{admin_database_url()};
+    pqxx::connection connection{admin_url_};
     pqxx::nontransaction tx{connection};
     tx.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
             + tx.quote(name_) + " AND pid <> pg_backend_pid()");
@@ -398,7 +436,7 @@ void test_database::truncate_inbox() const {
 }
 
 void test_database::block_connections() const {
-  pqxx::connection connection{admin_database_url()};
+  pqxx::connection connection{admin_url_};
   pqxx::nontransaction tx{connection};
   tx.exec("ALTER DATABASE " + tx.quote_name(name_) + " ALLOW_CONNECTIONS false");
   tx.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = "
@@ -406,7 +444,7 @@ void test_database::block_connections() const {
 }
 
 void test_database::allow_connections() const {
-  pqxx::connection connection{admin_database_url()};
+  pqxx::connection connection{admin_url_};
   pqxx::nontransaction tx{connection};
   tx.exec("ALTER DATABASE " + tx.quote_name(name_) + " ALLOW_CONNECTIONS true");
 }
@@ -432,9 +470,10 @@ server_process::~server_process() {
               << log_tail(40) << "---- end of " << log_path_ << " ----\n";
 }
 
-void server_process::start() {
+void server_process::start(bool same_port) {
   if (pid_ > 0)
     throw std::runtime_error("server_process::start: already running");
+  auto previous_port = same_port ? port_ : uint16_t{0};
   env_overrides env{{"DATABASE_URL", database_url_},
                     {"KAPSO_WEBHOOK_SECRET", std::string{global_secret}}};
   for (auto& [name, value] : options_.env)
@@ -443,7 +482,7 @@ void server_process::start() {
   // A port found free can be taken by someone else before the server binds
   // it; try a few ports before calling the start-up failed.
   for (int attempt = 0; attempt < 3; ++attempt) {
-    port_ = free_port();
+    port_ = attempt == 0 && previous_port != 0 ? previous_port : free_port();
     std::vector<std::string> argv{server_binary()};
     if (!options_.command.empty())
       argv.push_back(options_.command);
@@ -457,8 +496,9 @@ void server_process::start() {
         log << " " << arg;
       log << "\n";
     }
-    pid_ = spawn(argv, child_environment(env), log_path_);
-    auto deadline = std::chrono::steady_clock::now() + 20s;
+    pid_ = spawn(argv, child_environment(env), log_path_,
+                 child_limits{options_.rlimit_nofile, options_.rlimit_fsize});
+    auto deadline = std::chrono::steady_clock::now() + options_.ready_timeout;
     while (std::chrono::steady_clock::now() < deadline && running()) {
       try {
         http_client client{port_, 2s};
@@ -474,7 +514,8 @@ void server_process::start() {
       kill_hard();
     auto tail = log_tail(30);
     failure = std::string{"kapso-ingest "} + (died ? "exited" : "was not ready")
-              + " on port " + std::to_string(port_) + " within 20 s (" + options_.ready_path
+              + " on port " + std::to_string(port_) + " within "
+              + std::to_string(options_.ready_timeout.count()) + " ms (" + options_.ready_path
               + " != 200); last lines of " + log_path_ + ":\n" + tail;
     if (!died || tail.find("in use") == std::string::npos)
       break;
@@ -495,6 +536,39 @@ int server_process::stop(std::chrono::milliseconds grace) {
   }
   pid_ = -1;
   return *code;
+}
+
+exit_status server_process::signal_and_wait(int signal, std::chrono::milliseconds timeout) {
+  if (pid_ <= 0)
+    throw std::runtime_error("server_process::signal_and_wait: not running");
+  ::kill(pid_, signal);
+  return wait_exit(timeout);
+}
+
+exit_status server_process::wait_exit(std::chrono::milliseconds timeout) {
+  exit_status result;
+  if (pid_ <= 0)
+    throw std::runtime_error("server_process::wait_exit: not running");
+  auto started = std::chrono::steady_clock::now();
+  auto deadline = started + timeout;
+  for (;;) {
+    int status = 0;
+    auto r = ::waitpid(pid_, &status, WNOHANG);
+    auto now = std::chrono::steady_clock::now();
+    if (r == pid_) {
+      result.exited = true;
+      result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+      result.signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
+      result.took = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
+      pid_ = -1;
+      return result;
+    }
+    if (r < 0 || now >= deadline) {
+      result.took = std::chrono::duration_cast<std::chrono::milliseconds>(now - started);
+      return result;
+    }
+    std::this_thread::sleep_for(2ms);
+  }
 }
 
 void server_process::kill_hard() {
@@ -546,6 +620,7 @@ json http_response::parsed() const {
 struct http_client::impl {
   uint16_t port;
   std::chrono::milliseconds timeout;
+  bool retry_closed = true;
   asio::io_context io;
   std::optional<beast::tcp_stream> stream;
   beast::flat_buffer buffer;
@@ -568,8 +643,9 @@ struct http_client::impl {
     run();
     if (result) {
       stream.reset();
-      throw std::runtime_error("cannot connect to 127.0.0.1:" + std::to_string(port) + ": "
-                               + result.message());
+      throw http_error(http_error::kind::connect, "cannot connect to 127.0.0.1:"
+                                                    + std::to_string(port) + ": "
+                                                    + result.message());
     }
   }
 
@@ -584,8 +660,8 @@ struct http_client::impl {
     run();
     if (write_error == beast::error::timeout) {
       stream.reset();
-      throw std::runtime_error("timeout sending the request to port "
-                               + std::to_string(port));
+      throw http_error(http_error::kind::send,
+                       "timeout sending the request to port " + std::to_string(port));
     }
     // A server that rejects a request early (413) may close while we still
     // write; its answer can be waiting in our buffer all the same.
@@ -602,11 +678,14 @@ struct http_client::impl {
                     || read_error == asio::error::connection_reset
                     || read_error == asio::error::broken_pipe
                     || read_error == asio::error::eof;
-      if (reused && closed)
+      if (reused && closed && retry_closed)
         return std::nullopt;
-      throw std::runtime_error(
-        "no HTTP answer from port " + std::to_string(port) + ": " + read_error.message()
-        + (write_error ? " (write: " + write_error.message() + ")" : std::string{}));
+      auto why = read_error == beast::error::timeout ? http_error::kind::timeout
+                 : write_error                        ? http_error::kind::send
+                                                      : http_error::kind::no_answer;
+      throw http_error(
+        why, "no HTTP answer from port " + std::to_string(port) + ": " + read_error.message()
+               + (write_error ? " (write: " + write_error.message() + ")" : std::string{}));
     }
     auto& res = parser.get();
     http_response out;
@@ -624,13 +703,15 @@ struct http_client::impl {
   }
 };
 
-http_client::http_client(uint16_t port, std::chrono::milliseconds timeout)
+http_client::http_client(uint16_t port, std::chrono::milliseconds timeout, bool retry_closed)
   : impl_(std::make_unique<impl>()) {
   impl_->port = port;
   impl_->timeout = timeout;
+  impl_->retry_closed = retry_closed;
 }
 
 http_client::~http_client() = default;
+bool http_client::connected() const { return impl_ && impl_->stream.has_value(); }
 http_client::http_client(http_client&&) noexcept = default;
 http_client& http_client::operator=(http_client&&) noexcept = default;
 
@@ -653,7 +734,8 @@ http_response http_client::request(std::string_view method, std::string_view tar
     if (auto answer = impl_->exchange(req, reused))
       return *answer;
   }
-  throw std::runtime_error("the server closed the connection twice without answering");
+  throw http_error(http_error::kind::no_answer,
+                   "the server closed the connection twice without answering");
 }
 
 // -- webhook deliveries --------------------------------------------------------

@@ -1,4 +1,4 @@
-// Integration-test harness: scratch databases, server processes, a loopback HTTP client.
+// Test harness of the integration and fault tiers: scratch databases, server processes, a loopback HTTP client.
 #pragma once
 
 #include <chrono>
@@ -75,6 +75,17 @@ struct process_result {
   std::string output;   // stdout and stderr interleaved
 };
 
+// Runs any program to completion with `env` over the test's environment,
+// from directory `cwd` ("" = the test-log directory); output is captured.
+process_result run_program(const std::vector<std::string>& argv,
+                           const env_overrides& env = {},
+                           std::chrono::milliseconds timeout = 60s,
+                           const std::string& cwd = {});
+
+// Resident set size of process `pid` in KiB (VmRSS in /proc/<pid>/status);
+// 0 when the process does not exist.
+size_t rss_kib(int pid);
+
 // Runs kapso-ingest with `args` to completion (CLI sub-commands). The child
 // does not inherit DATABASE_URL / KAPSO_WEBHOOK_SECRET / KAPSO_VERIFY_TOKEN
 // from the test's own environment; `env` adds what the test wants.
@@ -98,13 +109,16 @@ struct workspace {
 // after an HTTP answer really is a separate session.
 class test_database {
  public:
-  explicit test_database(bool migrate = true);
+  // `admin_url` is a superuser URL of the cluster to create the database in
+  // (default: admin_database_url()).
+  explicit test_database(bool migrate = true, std::optional<std::string> admin_url = {});
   ~test_database();
   test_database(const test_database&) = delete;
   test_database& operator=(const test_database&) = delete;
 
   const std::string& name() const { return name_; }
   const std::string& url() const { return url_; }
+  const std::string& admin_url() const { return admin_url_; }
 
   // `kapso-ingest migrate --persistence.database-url=...`; throws on failure.
   void migrate() const;
@@ -156,6 +170,7 @@ class test_database {
   void allow_connections() const;
 
  private:
+  std::string admin_url_;
   std::string name_;
   std::string url_;
 };
@@ -171,6 +186,20 @@ struct server_options {
   std::optional<std::string> spool_dir;
   std::string name = "server";     // log file prefix
   std::string command = "serve";   // "" runs the bare default command
+  // Resource limits set in the child before exec (soft = hard). With a file
+  // size limit SIGXFSZ is ignored in the child, so a write past it fails
+  // with EFBIG the way a full disk fails with ENOSPC instead of killing it.
+  std::optional<uint64_t> rlimit_nofile = std::nullopt;
+  std::optional<uint64_t> rlimit_fsize = std::nullopt;
+  std::chrono::milliseconds ready_timeout = 20s;
+};
+
+// How a server process ended after a signal.
+struct exit_status {
+  bool exited = false;          // false: still running when the wait ended
+  int exit_code = -1;           // when exited normally
+  int signal = 0;               // when killed by a signal
+  std::chrono::milliseconds took{0}; // from the signal to the exit
 };
 
 // kapso-ingest serving on a free loopback port; output goes to a log file
@@ -183,9 +212,11 @@ class server_process {
   server_process(const server_process&) = delete;
   server_process& operator=(const server_process&) = delete;
 
-  // Forks a new process on a new free port and waits up to 20 s for
-  // `ready_path` to answer 200; throws with the log tail otherwise.
-  void start();
+  // Forks a new process on a new free port (the previous one when
+  // `same_port`, so clients keep their address across a restart) and waits
+  // up to options.ready_timeout for `ready_path` to answer 200; throws with
+  // the log tail otherwise.
+  void start(bool same_port = false);
 
   // SIGTERM, then SIGKILL after `grace`; returns the exit code (-1: signal).
   int stop(std::chrono::milliseconds grace = 10s);
@@ -193,7 +224,16 @@ class server_process {
   // SIGKILL now and reap.
   void kill_hard();
 
+  // Sends `signal` and waits up to `timeout` for the exit, measuring it; the
+  // process is left running (exited == false) when it does not exit in time.
+  exit_status signal_and_wait(int signal, std::chrono::milliseconds timeout);
+
+  // Waits up to `timeout` for the process to exit by itself.
+  exit_status wait_exit(std::chrono::milliseconds timeout);
+
   bool running();
+  int pid() const { return pid_; }
+  size_t rss_kib() const { return pid_ > 0 ? kapso_test::rss_kib(pid_) : 0; }
   uint16_t port() const { return port_; }
   const std::string& log_path() const { return log_path_; }
   const std::string& spool_dir() const { return spool_dir_; }
@@ -222,12 +262,27 @@ struct http_response {
   json parsed() const;                             // throws with the body
 };
 
+// Why a request got no HTTP answer.
+struct http_error : std::runtime_error {
+  enum class kind {
+    connect,    // no connection (refused, or timed out connecting)
+    send,       // the request could not be written completely
+    no_answer,  // written, then the connection closed or reset before an answer
+    timeout,    // written, and no complete answer within the timeout
+  };
+  http_error(kind k, const std::string& what) : std::runtime_error(what), why(k) {}
+  kind why;
+};
+
 // Blocking HTTP/1.1 over 127.0.0.1 with keep-alive; one per thread. Throws
-// std::runtime_error when the server cannot be reached or does not answer
-// within the timeout.
+// http_error when the server cannot be reached or does not answer within the
+// timeout. A kept-alive connection the server closed before answering is
+// retried once on a new connection, unless `retry_closed` is false (load
+// drivers that must see every unanswered request).
 class http_client {
  public:
-  explicit http_client(uint16_t port, std::chrono::milliseconds timeout = 15s);
+  explicit http_client(uint16_t port, std::chrono::milliseconds timeout = 15s,
+                       bool retry_closed = true);
   ~http_client();
   http_client(http_client&&) noexcept;
   http_client& operator=(http_client&&) noexcept;
@@ -238,6 +293,9 @@ class http_client {
   http_response get(std::string_view target, const header_list& headers = {}) {
     return request("GET", target, headers);
   }
+
+  // A kept-alive connection is open (the next request reuses it).
+  bool connected() const;
 
  private:
   struct impl;

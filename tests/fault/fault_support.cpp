@@ -1,0 +1,234 @@
+// What every fault case shares: databases on the private cluster, server options, RSS and metrics probes.
+#include "tests/fault/fault_support.hpp"
+
+#include <cstdlib>
+#include <filesystem>
+#include <iostream>
+#include <mutex>
+#include <regex>
+#include <set>
+#include <sstream>
+
+namespace kapso_fault {
+
+namespace fs = std::filesystem;
+using namespace kapso_test;
+
+namespace {
+
+const char* const inbox_tables = "contacts, conversations, messages, kapso_pending_statuses";
+
+// Option names `kapso-ingest --long-help` lists ("http.port", ...).
+const std::set<std::string>& known_options() {
+  static std::once_flag once;
+  static std::set<std::string> names;
+  std::call_once(once, [] {
+    auto help = run_cli({"--long-help"}, {}, 30s);
+    std::regex option{R"(--([a-z0-9-]+\.[a-z0-9.-]+)=)"};
+    for (std::sregex_iterator i{help.output.begin(), help.output.end(), option}, end; i != end;
+         ++i)
+      names.insert((*i)[1]);
+  });
+  return names;
+}
+
+std::string option_name(const std::string& arg) {
+  auto start = arg.compare(0, 2, "--") == 0 ? 2 : 0;
+  auto eq = arg.find('=');
+  return arg.substr(start, eq == std::string::npos ? std::string::npos : eq - start);
+}
+
+} // namespace
+
+namespace {
+
+// Heals the cluster before the database is created on it.
+std::string healed_admin_url() {
+  auto& cluster = pg_cluster::shared();
+  cluster.heal();
+  return cluster.admin_url();
+}
+
+} // namespace
+
+fault_database::fault_database() : test_database(true, healed_admin_url()) {}
+
+void fault_database::grant_app_role() const {
+  exec_script("GRANT USAGE ON SCHEMA public TO kapso_app;"
+              "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO kapso_app;"
+              "GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO kapso_app;");
+}
+
+std::string fault_database::app_url() const {
+  return pg_cluster::shared().url_as("kapso_app", name());
+}
+
+void fault_database::set_app_writes(bool allowed) const {
+  exec_script(std::string{allowed ? "GRANT" : "REVOKE"} + " INSERT, UPDATE ON " + inbox_tables
+              + (allowed ? " TO" : " FROM") + " kapso_app");
+}
+
+std::vector<workspace> fault_database::workspaces(size_t n) const {
+  std::vector<workspace> result;
+  for (size_t i = 0; i < n; ++i)
+    result.push_back(insert_workspace());
+  return result;
+}
+
+std::vector<std::string> filter_options(std::vector<std::string> args) {
+  auto env = std::getenv("KAPSO_FAULT_DROP_OPTIONS");
+  if (env == nullptr || *env == '\0')
+    return args;
+  std::set<std::string> drop;
+  bool unknown = false;
+  std::istringstream list{env};
+  for (std::string name; std::getline(list, name, ',');) {
+    if (name == "unknown")
+      unknown = true;
+    else if (!name.empty())
+      drop.insert(name);
+  }
+  std::vector<std::string> kept;
+  for (auto& arg : args) {
+    auto name = option_name(arg);
+    if (drop.count(name) != 0 || (unknown && known_options().count(name) == 0)) {
+      std::cerr << "[fault] KAPSO_FAULT_DROP_OPTIONS: leaving out " << arg << "\n";
+      continue;
+    }
+    kept.push_back(arg);
+  }
+  return kept;
+}
+
+server_options fault_server(const std::string& name, std::vector<std::string> extra) {
+  std::vector<std::string> args{"--persistence.commit-timeout-ms=1000",
+                                "--persistence.connect-timeout-ms=500",
+                                "--router.timeout-ms=1000",
+                                "--http.request-timeout-ms=8000",
+                                "--spool.replay-interval-ms=500"};
+  // A later option overrides an earlier one of the same name.
+  for (auto& arg : extra) {
+    auto name_of_extra = option_name(arg);
+    args.erase(std::remove_if(args.begin(), args.end(),
+                              [&](const std::string& a) {
+                                return option_name(a) == name_of_extra;
+                              }),
+               args.end());
+    args.push_back(arg);
+  }
+  server_options options;
+  options.args = filter_options(std::move(args));
+  options.name = "fault-" + name;
+  return options;
+}
+
+std::string metrics_of(uint16_t port) {
+  try {
+    http_client client{port, 5s};
+    auto response = client.get("/metrics");
+    return response.status == 200 ? response.body : std::string{};
+  } catch (const std::exception&) {
+    return {};
+  }
+}
+
+rss_sampler::rss_sampler(int pid) {
+  thread_ = std::thread{[this, pid] {
+    while (!stop_.load()) {
+      auto now = rss_kib(pid);
+      if (now > 0) {
+        last_ = now;
+        if (now > max_.load())
+          max_ = now;
+      }
+      std::this_thread::sleep_for(20ms);
+    }
+  }};
+}
+
+rss_sampler::~rss_sampler() {
+  stop_ = true;
+  thread_.join();
+}
+
+std::vector<delivery> warm_up(uint16_t port, const load_options& options,
+                              std::chrono::milliseconds timeout) {
+  std::vector<delivery> warm;
+  auto deadline = clock_type::now() + timeout;
+  http_client client{port, 10s};
+  for (size_t w = 0; w < options.workspaces.size(); ++w) {
+    delivery d;
+    d.workspace = w;
+    // Conversation w belongs to workspace w.
+    d.messages.push_back(message_ref{"wamid." + options.tag + ".warm." + std::to_string(w), w,
+                                     1729999000 + static_cast<int64_t>(w)});
+    for (;;) {
+      send_once(client, d, options);
+      if (d.attempts.back().status == 200)
+        break;
+      if (clock_type::now() >= deadline)
+        throw std::runtime_error("warm-up delivery to workspace " + std::to_string(w)
+                                 + " not answered 200 within "
+                                 + std::to_string(timeout.count()) + " ms; last answer "
+                                 + std::to_string(d.attempts.back().status) + " "
+                                 + d.attempts.back().detail);
+      if (d.attempts.back().error)
+        client = http_client{port, 10s};
+      std::this_thread::sleep_for(200ms);
+    }
+    warm.push_back(std::move(d));
+  }
+  return warm;
+}
+
+void check_answers(const load_summary& summary) {
+  BOOST_TEST(summary.ignored_in_200 == 0u,
+             summary.ignored_in_200 << " answers 200 said an event was ignored although every "
+                                       "event sent was valid: " << summary.describe());
+  BOOST_TEST(summary.wrong_counts_in_200 == 0u,
+             summary.wrong_counts_in_200 << " answers 200 whose accepted + duplicates + ignored "
+                                            "is not the number of events: " << summary.describe());
+  BOOST_TEST(summary.status_503_without_retry_after == 0u,
+             summary.status_503_without_retry_after << " answers 503 without Retry-After: "
+                                                    << summary.describe());
+  for (auto& [status, n] : summary.by_status)
+    BOOST_TEST((status == 0 || status == 200 || status == 503),
+               n << " answers " << status << " (expected only 200 or 503): "
+                 << summary.describe());
+}
+
+void check_stored(const test_database& db, const expected_store& expected, bool require_all,
+                  std::chrono::milliseconds timeout) {
+  auto report = wait_until_stored(db.url(), expected, require_all, timeout);
+  BOOST_TEST(report.ok(), "the inbox does not hold exactly what was "
+                            << (require_all ? "sent" : "answered 200") << ": "
+                            << report.describe());
+  BOOST_TEST_MESSAGE("[fault] store: " << report.describe());
+}
+
+undo_on_exit::~undo_on_exit() {
+  try {
+    undo();
+  } catch (const std::exception& e) {
+    std::cerr << "[fault] could not undo a fault: " << e.what() << "\n";
+  }
+}
+
+std::vector<std::string> spool_files(const std::string& dir) {
+  std::vector<std::string> result;
+  std::error_code error;
+  for (auto& entry : fs::directory_iterator{dir, error})
+    if (entry.is_regular_file() && entry.path().extension() == ".spool")
+      result.push_back(entry.path().string());
+  std::sort(result.begin(), result.end());
+  return result;
+}
+
+uint64_t spool_bytes(const std::string& dir) {
+  uint64_t total = 0;
+  for (auto& file : spool_files(dir))
+    total += fs::file_size(file);
+  return total;
+}
+
+} // namespace kapso_fault

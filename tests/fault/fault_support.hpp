@@ -1,0 +1,102 @@
+// What every fault case shares: databases on the private cluster, server options, RSS and metrics probes.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "tests/fault/checker.hpp"
+#include "tests/fault/load.hpp"
+#include "tests/fault/pg_cluster.hpp"
+#include "tests/integration/harness.hpp"
+
+namespace kapso_fault {
+
+// A migrated database on the run's private cluster (migrations as the
+// superuser). grant_app_role() lets `kapso_app` read and write every table,
+// for servers that connect as that non-superuser role (app_url()).
+class fault_database : public kapso_test::test_database {
+ public:
+  fault_database();
+  void grant_app_role() const;
+  std::string app_url() const;
+  // The INSERT/UPDATE privileges of kapso_app on the inbox tables.
+  void set_app_writes(bool allowed) const;
+  std::vector<kapso_test::workspace> workspaces(size_t n) const;
+};
+
+// The options every fault case's server gets, plus `extra`: deadlines short
+// enough that a fault shows within seconds (commit 1 s, connect 0.5 s,
+// workspace look-up 1 s, HTTP 8 s) and a quick spool replay.
+//
+// Options the server does not know yet make it refuse to start: that is the
+// intended failure. To see how today's binary behaves past that, set
+// KAPSO_FAULT_DROP_OPTIONS to a comma-separated list of option names to
+// leave out, "unknown" meaning every option `kapso-ingest --long-help` does
+// not list (e.g. KAPSO_FAULT_DROP_OPTIONS=unknown,router.timeout-ms).
+kapso_test::server_options fault_server(const std::string& name,
+                                        std::vector<std::string> extra = {});
+// `args` without the options KAPSO_FAULT_DROP_OPTIONS names (see above).
+std::vector<std::string> filter_options(std::vector<std::string> args);
+
+inline constexpr auto commit_timeout = std::chrono::milliseconds{1000};
+
+// GET /metrics of a server ("" when it does not answer).
+std::string metrics_of(uint16_t port);
+
+// Samples the RSS of a process every 20 ms from a thread; max and last in KiB.
+class rss_sampler {
+ public:
+  explicit rss_sampler(int pid);
+  ~rss_sampler();
+  rss_sampler(const rss_sampler&) = delete;
+  rss_sampler& operator=(const rss_sampler&) = delete;
+  size_t max_kib() const { return max_.load(); }
+  size_t last_kib() const { return last_.load(); }
+
+ private:
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> max_{0};
+  std::atomic<size_t> last_{0};
+  std::thread thread_;
+};
+
+// Regular files in `dir` whose name ends in ".spool", and their total size.
+std::vector<std::string> spool_files(const std::string& dir);
+uint64_t spool_bytes(const std::string& dir);
+
+// One delivery per workspace, each re-sent until answered 200 (at most
+// `timeout`), so the server knows every workspace before a fault; they
+// belong to the expected store like any other delivery.
+std::vector<delivery> warm_up(uint16_t port, const load_options& options,
+                              std::chrono::milliseconds timeout = 15s);
+
+// Every answer of a load was one a correct server may give: no 200 that
+// says "ignored" (every event sent is valid and of a known workspace), the
+// counts of a 200 add up, and every 503 carries Retry-After.
+void check_answers(const load_summary& summary);
+
+// Waits (bounded) until the store holds what it must, then checks it
+// exactly (see check_store) and reports the result as a test assertion.
+void check_stored(const kapso_test::test_database& db, const expected_store& expected,
+                  bool require_all, std::chrono::milliseconds timeout = 30s);
+
+// Runs `undo` when the scope ends, failed or not (a fault must not outlive
+// its case).
+struct undo_on_exit {
+  std::function<void()> undo;
+  undo_on_exit(const undo_on_exit&) = delete;
+  undo_on_exit& operator=(const undo_on_exit&) = delete;
+  ~undo_on_exit();
+};
+
+// Milliseconds since `t`.
+inline long long ms_since(clock_type::time_point t) {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now() - t).count();
+}
+
+} // namespace kapso_fault
