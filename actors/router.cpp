@@ -326,8 +326,18 @@ void start(router_self self, const std::shared_ptr<delivery_job>& job) {
   // that no global secret signs can only be valid for a workspace with a
   // secret of its own, so its look-ups of ids we do not know are rate
   // limited: an unsigned flood cannot crowd out signed traffic.
-  if (!st.cfg.webhook_secrets.empty())
+  if (!st.cfg.webhook_secrets.empty()) {
     job->global_signed = signature_ok(*job->d, st.cfg.webhook_secrets);
+    // No signature at all: a global secret applies to every event that has
+    // no workspace secret of its own, and a workspace secret would need one
+    // too, so no look-up can make it valid.
+    const auto& d = *job->d;
+    if (!st.cfg.allow_unsigned && d.kapso_signature.empty() && d.hub_signature.empty()) {
+      spdlog::warn("delivery rejected: no signature ({} events)", d.events.size());
+      refuse(st, *job, ingest_errc::bad_signature);
+      return;
+    }
+  }
   bool global_signed = job->global_signed.value_or(false);
   bool directory_down = st.directory_failed_at != clock_type::time_point{}
                         && now - st.directory_failed_at < directory_down_hold;
@@ -359,9 +369,12 @@ void start(router_self self, const std::shared_ptr<delivery_job>& job) {
   if (!to_fetch.empty())
     look_up(self, std::move(to_fetch));
   if (throttled) {
-    spdlog::warn("delivery refused (503): look-ups of unknown phone_number_ids for deliveries "
-                 "no global secret signs are over router.lookup-rate");
-    refuse(st, *job, ingest_errc::overloaded);
+    // Its signature matches no secret we can check without the database,
+    // and look-ups for such deliveries are over router.lookup-rate: 401,
+    // which Kapso retries like any other non-2xx answer.
+    spdlog::warn("delivery rejected: its signature matches no known secret and look-ups of "
+                 "unknown phone_number_ids are over router.lookup-rate");
+    refuse(st, *job, ingest_errc::bad_signature);
     return;
   }
   if (job->lookups_left == 0)

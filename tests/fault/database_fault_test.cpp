@@ -322,8 +322,13 @@ BOOST_AUTO_TEST_CASE(synchronous_commit_is_on_for_the_servers_sessions, *utf::ti
   options.max_deliveries_per_thread = 10;
   load_driver load{server.port(), options};
   load.start();
+  // Every thread sends its deliveries; stop() would cut them short.
+  BOOST_TEST_REQUIRE(load.wait_acknowledged(options.threads * options.max_deliveries_per_thread,
+                                            30s),
+                     "the deliveries were not all answered 200");
   load.stop();
   auto summary = summarize(load.deliveries());
+  BOOST_TEST_REQUIRE(summary.deliveries > 0u);
   BOOST_TEST_REQUIRE(summary.acknowledged_deliveries == summary.deliveries, summary.describe());
   auto settings = db.query("SELECT setting, count(*) FROM kapso_fault_probe GROUP BY 1");
   std::ostringstream seen;
