@@ -5,6 +5,7 @@
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include "actors/directory.hpp"
 #include "actors/persistence.hpp"
@@ -57,11 +58,15 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
   auto route = sys.spawn(router, cfg, dir, writers);
   http_server server{sys, route, dir, cfg};
   server.start();
+  // Type=notify: systemd counts the service as started only once it listens. Without
+  // NOTIFY_SOCKET (not under systemd) both notifications are no-ops.
+  sd_notify(0, "READY=1");
   spdlog::info("kapso-ingest listening on {}:{} ({} writers, batch-max {}, spool {})",
                cfg.host, cfg.port, cfg.writers, cfg.batch_max,
                cfg.spool_dir.empty() ? std::string{"disabled"} : cfg.spool_dir);
   int sig = 0;
   sigwait(&signals, &sig);
+  sd_notify(0, "STOPPING=1");
   spdlog::info("signal {}: draining {} in-flight deliveries", sig, server.in_flight());
   server.begin_shutdown();
   auto deadline = std::chrono::steady_clock::now() + cfg.request_timeout;

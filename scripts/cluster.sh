@@ -31,7 +31,8 @@ usage() {
 Environment (defaults in brackets; ports are chosen on the first `up` and kept in
 $KAPSO_CLUSTER_DIR/cluster.env until `down --purge`):
   KAPSO_CLUSTER_DIR           data, logs and pid files [build/cluster]
-  KAPSO_CLUSTER_PORT_BASE     first port of the block below [56100, else the next free block of 20]
+  KAPSO_CLUSTER_PORT_BASE     first port of the block below [the first free block of 20 from
+                              KAPSO_CLUSTER_PORT_FROM, 56100]
   KAPSO_CLUSTER_MONITOR_PORT  pg_auto_failover monitor [base]
   KAPSO_CLUSTER_PG_PORT_1/_2  PostgreSQL nodes [base+1, base+2]
   KAPSO_CLUSTER_FRONT_PORT    HAProxy front end [base+10]
@@ -56,7 +57,7 @@ cluster_ports() {
     source "$STATE_FILE"
     return 0
   fi
-  local base="${KAPSO_CLUSTER_PORT_BASE:-56100}" tries=0 i name port busy
+  local base="${KAPSO_CLUSTER_PORT_BASE:-${KAPSO_CLUSTER_PORT_FROM:-56100}}" tries=0 i name port busy
   while :; do
     busy=""
     for i in "${!PORT_NAMES[@]}"; do
