@@ -147,33 +147,40 @@ ingest_marker() { echo "--spool.dir=$CLUSTER_DIR/$1/spool"; }
 haproxy_marker() { echo "$CLUSTER_DIR/haproxy.cfg"; }
 
 # SIGTERM to the process group of the recorded pid, SIGKILL after the grace period, then
-# SIGKILL to a postmaster (and its children) left behind in DATADIR, if given.
+# the same for a postmaster (and its backends) left behind in DATADIR, if given. SIGCONT
+# follows SIGTERM so that a stopped (frozen) process acts on it.
 stop_component() {
-  local name="$1" marker="$2" datadir="${3:-}" pid waited=0 pm
+  local name="$1" marker="$2" datadir="${3:-}" pid pm
   if pid="$(live_pid "$name" "$marker")"; then
     kapso_log "stopping $name (pid $pid)"
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    while pid_is "$pid" "$marker" && [ "$waited" -lt $((STOP_GRACE * 10)) ]; do
-      sleep 0.1
-      waited=$((waited + 1))
-    done
-    if pid_is "$pid" "$marker"; then
+    kill -CONT -- "-$pid" 2>/dev/null || kill -CONT "$pid" 2>/dev/null || true
+    if ! wait_gone "$pid" "$marker" "$STOP_GRACE"; then
       kapso_log "$name did not stop within ${STOP_GRACE}s: SIGKILL"
       kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
     fi
   fi
   if [ -n "$datadir" ] && pm="$(postmaster_pid "$datadir")"; then
     kapso_log "stopping the postmaster left in $datadir (pid $pm)"
+    local backends
+    read -r -a backends <<<"$(ps -o pid= --ppid "$pm" 2>/dev/null | tr '\n' ' ')"
     kill -TERM "$pm" 2>/dev/null || true
-    waited=0
-    while pid_is "$pm" "$datadir" && [ "$waited" -lt 100 ]; do sleep 0.1; waited=$((waited + 1)); done
-    if pid_is "$pm" "$datadir"; then
-      local children
-      read -r -a children <<<"$(ps -o pid= --ppid "$pm" 2>/dev/null | tr '\n' ' ')"
-      kill -KILL "$pm" "${children[@]}" 2>/dev/null || true
+    kill -CONT "$pm" "${backends[@]}" 2>/dev/null || true
+    if ! wait_gone "$pm" "$datadir" 10; then
+      kill -KILL "$pm" "${backends[@]}" 2>/dev/null || true
     fi
   fi
   rm -f "$RUN_DIR/$name.pid"
+}
+
+# Waits up to SECONDS for a process to be gone; fails if it is still there.
+wait_gone() {
+  local pid="$1" marker="$2" seconds="$3" waited=0
+  while pid_is "$pid" "$marker"; do
+    [ "$waited" -lt $((seconds * 10)) ] || return 1
+    sleep 0.1
+    waited=$((waited + 1))
+  done
 }
 
 # --- readiness probes -------------------------------------------------------------------
@@ -225,22 +232,43 @@ prepare_dirs() {
     chown postgres:postgres "$PG_ROOT"
   fi
   chmod 700 "$PG_ROOT"
+  # pg_autoctl keeps its pid files here (it falls back to /tmp when the directory is missing).
+  as_pg mkdir -p -m 700 "$PG_ROOT/xdg/run"
+  SOCKET_DIR="$(socket_dir)"
+  as_pg mkdir -p -m 700 "$SOCKET_DIR"
 }
 
-# initdb and the settings every PostgreSQL of the cluster shares. kapso.conf is included
-# last, after pg_autoctl's own file, so its values win (pg_autoctl would size
-# shared_buffers for a machine of its own).
+# PostgreSQL's Unix sockets: connections go over TCP, but pg_autoctl starts a node that
+# must recover from a crash with TCP off before it rewinds it, and PostgreSQL refuses to
+# start with no socket at all. A socket path holds at most 107 bytes.
+socket_dir() {
+  if [ "${#PG_ROOT}" -le 80 ]; then
+    echo "$PG_ROOT/sockets"
+  else
+    printf '/tmp/kapso-cluster-%s\n' "$(printf '%s' "$PG_ROOT" | sha256sum | cut -c1-12)"
+  fi
+}
+
+# initdb, then the settings every PostgreSQL of the cluster shares.
 init_datadir() {
   local dir="$1" locale=C
-  shift
   if locale -a 2>/dev/null | grep -qiE '^c\.utf-?8$'; then locale=C.UTF-8; fi
   as_pg "$PG_BIN_DIR/initdb" -D "$dir" -A trust -U postgres --encoding=UTF8 \
     --locale="$locale" >"$LOG_DIR/initdb-$(basename "$dir").log" 2>&1 \
     || { tail -n 20 "$LOG_DIR/initdb-$(basename "$dir").log" >&2; kapso_die "initdb $dir failed"; }
+  echo "include_if_exists = 'kapso.conf'" | as_pg tee -a "$dir/postgresql.conf" >/dev/null
+}
+
+# kapso.conf is included last, after pg_autoctl's own file, so its values win (pg_autoctl
+# would size shared_buffers for a machine of its own). Rewritten before every start.
+write_kapso_conf() {
+  local dir="$1"
+  shift
+  [ -f "$dir/PG_VERSION" ] || return 0
   {
-    echo "# Written by scripts/cluster.sh; included after pg_auto_failover's settings."
+    echo "# Written by scripts/cluster.sh on every start; included after pg_auto_failover's settings."
     echo "listen_addresses = '127.0.0.1'"
-    echo "unix_socket_directories = ''"
+    echo "unix_socket_directories = '$SOCKET_DIR'"
     echo "shared_buffers = 128MB"
     echo "effective_cache_size = 1GB"
     echo "maintenance_work_mem = 64MB"
@@ -250,7 +278,6 @@ init_datadir() {
     echo "synchronous_commit = on"
     printf '%s\n' "$@"
   } | as_pg tee "$dir/kapso.conf" >/dev/null
-  echo "include_if_exists = 'kapso.conf'" | as_pg tee -a "$dir/postgresql.conf" >/dev/null
 }
 
 start_monitor() {
@@ -262,17 +289,18 @@ start_monitor() {
   stop_component monitor "$(monitor_marker)" "$dir"
   if [ ! -f "$dir/PG_VERSION" ]; then
     kapso_log "creating the pg_auto_failover monitor on 127.0.0.1:$MONITOR_PORT"
-    # Failover in about ten seconds instead of pg_auto_failover's production defaults
-    # (20 s to call a node unhealthy, 30 s more before promoting): a dev topology and
-    # the tests' kill -9 should not wait a minute.
-    init_datadir "$dir" \
-      "pgautofailover.health_check_period = 1000" \
-      "pgautofailover.health_check_timeout = 1000" \
-      "pgautofailover.health_check_max_retries = 1" \
-      "pgautofailover.health_check_retry_delay = 500" \
-      "pgautofailover.node_considered_unhealthy_timeout = 3000" \
-      "pgautofailover.primary_demote_timeout = 5000"
+    init_datadir "$dir"
   fi
+  # Failover in about ten seconds instead of pg_auto_failover's production defaults
+  # (20 s to call a node unhealthy, 30 s more before promoting): a dev topology and
+  # the tests' kill -9 should not wait a minute.
+  write_kapso_conf "$dir" \
+    "pgautofailover.health_check_period = 1000" \
+    "pgautofailover.health_check_timeout = 1000" \
+    "pgautofailover.health_check_max_retries = 1" \
+    "pgautofailover.health_check_retry_delay = 500" \
+    "pgautofailover.node_considered_unhealthy_timeout = 3000" \
+    "pgautofailover.primary_demote_timeout = 5000"
   if [ ! -f "$PG_ROOT/xdg/config/pg_autoctl$dir/pg_autoctl.cfg" ] \
       || ! monitor_created; then
     as_pg pg_autoctl create monitor --pgctl "$PG_BIN_DIR/pg_ctl" --pgdata "$dir" \
@@ -302,6 +330,7 @@ start_node() {
     return 0
   fi
   stop_component "$name" "$(node_marker "$name")" "$dir"
+  write_kapso_conf "$dir"
   if node_created "$name"; then
     kapso_log "starting $name on 127.0.0.1:$port"
     start_detached "$name" / "${PG_EXEC[@]}" pg_autoctl run --pgdata "$dir"
@@ -311,6 +340,7 @@ start_node() {
   # the second is an empty directory that pg_autoctl fills with pg_basebackup.
   if [ "$name" = pg-node-1 ] && [ ! -f "$dir/PG_VERSION" ]; then
     init_datadir "$dir"
+    write_kapso_conf "$dir"
   fi
   kapso_log "creating $name on 127.0.0.1:$port"
   start_detached "$name" / "${PG_EXEC[@]}" pg_autoctl create postgres --pgctl "$PG_BIN_DIR/pg_ctl" \
@@ -450,7 +480,10 @@ cmd_status() {
   local pid states name state
   if pid="$(live_pid monitor "$(monitor_marker)")"; then
     echo "monitor $pid monitor"
-    states="$(monitor_query "SELECT nodename || ' ' || reportedstate FROM pgautofailover.node" || true)"
+    # The state a node reports, and where the monitor is taking it when that differs
+    # (e.g. primary>demoted for a primary that stopped answering).
+    states="$(monitor_query "SELECT nodename || ' ' || reportedstate || CASE WHEN goalstate
+               = reportedstate THEN '' ELSE '>' || goalstate END FROM pgautofailover.node" || true)"
   else
     echo "monitor - down"
     states=""
@@ -500,6 +533,7 @@ cmd_down() {
   if [ "$purge" = 1 ] && [ -d "$CLUSTER_DIR" ]; then
     kapso_log "deleting $CLUSTER_DIR"
     rm -rf "$CLUSTER_DIR"
+    case "$(socket_dir)" in /tmp/*) rm -rf "$(socket_dir)" ;; esac
   fi
   kapso_log "cluster stopped"
 }

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdint>
 #include <map>
 #include <string>
@@ -33,7 +34,8 @@ class topology {
 
   std::vector<component> status() const;
   component find(const std::string& name) const;
-  // The node the monitor calls primary (also wait_primary: a primary without standby).
+  // The live node the monitor calls primary (also wait_primary: a primary without standby)
+  // and wants to stay so.
   std::string primary() const;
 
   uint16_t front_port() const { return port("FRONT_PORT"); }
@@ -44,12 +46,16 @@ class topology {
   // One node only, read-only sessions allowed (to look at a standby).
   std::string node_url(const std::string& node) const;
   const std::string& secret() const { return secret_; }
+  // The pg_auto_failover monitor's database.
+  std::string monitor_url() const;
 
   // kill -9 of an instance.
   void kill_ingest(const std::string& name) const;
   // kill -9 of a whole PostgreSQL node as a machine dies: its pg_autoctl keeper (process
   // group), the postmaster and every backend.
-  void kill_node(const std::string& name) const;
+  void kill_node(const std::string& name) const { signal_node(name, SIGKILL); }
+  // SIGSTOP of the same processes: a machine that hangs. Its sockets stay open and silent.
+  void freeze_node(const std::string& name) const { signal_node(name, SIGSTOP); }
 
   // The sum of a metric's samples in instance n's /metrics; -1 when it does not answer.
   double metric(int n, const std::string& name) const;
@@ -57,6 +63,7 @@ class topology {
 
  private:
   uint16_t port(const std::string& key) const;
+  void signal_node(const std::string& name, int signal) const;
 
   std::string dir_;
   std::map<std::string, std::string> env_;
@@ -115,8 +122,9 @@ std::vector<sent_message> run_load(uint16_t port, const std::string& secret,
                                    const std::atomic<bool>& stop,
                                    std::atomic<size_t>& answered);
 
-// Boost.Test checks that the inbox of `ws` on `url` holds every delivered message exactly
-// once and nothing else, with exact unread counts and the newest message as preview.
+// Boost.Test checks that the inbox of `ws` on `url` holds every message answered 200 exactly
+// once, nothing that was not sent, each stored message once, exact unread counts and the
+// newest message as preview; and that every delivery was answered 200.
 void check_inbox(const std::string& url, const workspace& ws,
                  const std::vector<sent_message>& messages);
 
