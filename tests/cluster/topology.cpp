@@ -143,23 +143,26 @@ topology topology::ensure_up(std::chrono::seconds timeout) {
   if (up.exit_code != 0)
     throw std::runtime_error("scripts/cluster.sh up failed (exit " + std::to_string(up.exit_code)
                              + "):\n" + last_lines(up.output, 40));
-  std::istringstream lines{up.output};
+  // Its last two lines say where the fleet is.
+  std::istringstream lines{last_lines(up.output, 2)};
   std::string line, front;
-  while (std::getline(lines, line)) {
-    if (line.rfind("front ", 0) == 0)
-      front = line.substr(6);
-    else if (line.rfind("database ", 0) == 0)
-      t.database_url_ = line.substr(9);
-  }
+  if (std::getline(lines, line) && line.rfind("front ", 0) == 0)
+    front = line.substr(6);
+  if (std::getline(lines, line) && line.rfind("database ", 0) == 0)
+    t.database_url_ = line.substr(9);
   std::istringstream env{read_text(t.dir_ + "/cluster.env")};
   while (std::getline(env, line)) {
     auto eq = line.find('=');
     if (!line.empty() && line[0] != '#' && eq != std::string::npos)
       t.env_[line.substr(0, eq)] = line.substr(eq + 1);
   }
-  if (t.database_url_.empty() || front != "http://127.0.0.1:" + std::to_string(t.front_port()))
-    throw std::runtime_error("scripts/cluster.sh up did not end with the front and database "
-                             "lines:\n" + last_lines(up.output, 10));
+  auto multi_host = "postgresql://postgres@127.0.0.1:" + std::to_string(t.port("PG_PORT_1"))
+                    + ",127.0.0.1:" + std::to_string(t.port("PG_PORT_2"))
+                    + "/kapso?target_session_attrs=read-write";
+  if (t.database_url_ != multi_host
+      || front != "http://127.0.0.1:" + std::to_string(t.front_port()))
+    throw std::runtime_error("scripts/cluster.sh up did not end with the front and the "
+                             "multi-host database lines:\n" + last_lines(up.output, 10));
   return t;
 }
 
