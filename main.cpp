@@ -10,6 +10,7 @@
 
 #include <caf/all.hpp>
 #include <spdlog/spdlog.h>
+#include <systemd/sd-daemon.h>
 
 #include "actors/directory.hpp"
 #include "actors/persistence.hpp"
@@ -107,10 +108,14 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
     failed = true;
   });
   server.start(route, dir);
+  // Type=notify: systemd counts the service as started only once it listens.
+  // Without NOTIFY_SOCKET (not under systemd) both notifications are no-ops.
+  sd_notify(0, "READY=1");
   spdlog::info("kapso-ingest listening on {}:{} ({} writers, batch-max {}, spool {})",
                cfg.host, cfg.port, cfg.writers, cfg.batch_max,
                cfg.spool_dir.empty() ? std::string{"disabled"} : cfg.spool_dir);
   auto cause = wait_for_stop(signals, failed, failure);
+  sd_notify(0, "STOPPING=1");
   auto limit = std::chrono::steady_clock::now() + cfg.shutdown_timeout;
   // Whatever happens below, the process is gone by the limit.
   std::thread([limit] {

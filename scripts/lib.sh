@@ -16,7 +16,9 @@ KAPSO_PACKAGES=(
   postgresql postgresql-contrib
   wrk libbenchmark-dev
   openssl curl ca-certificates
-  prometheus # its promtool checks /metrics in the tests (CTest metrics_promtool)
+  libsystemd-dev
+  # promtool checks /metrics and the alert rules in the tests
+  postgresql-15-auto-failover haproxy prometheus systemd dpkg-dev file
 )
 
 # Set by kapso_pg_start: 1 when this process started the cluster (0 when reused), and the
@@ -131,10 +133,15 @@ kapso_fallback_pg_dir() {
 # Gives the postgres user search permission on every directory down to $BUILD_DIR.
 # Returns non-zero when that is impossible.
 kapso_pg_make_reachable() {
+  kapso_pg_make_dir_reachable "$BUILD_DIR"
+}
+
+# The same for any directory (scripts/cluster.sh keeps its nodes elsewhere).
+kapso_pg_make_dir_reachable() {
   kapso_is_root || return 0
-  kapso_as_pg test -x "$BUILD_DIR" 2>/dev/null && return 0
+  kapso_as_pg test -x "$1" 2>/dev/null && return 0
   local dir="" part parts
-  IFS=/ read -r -a parts <<<"$BUILD_DIR"
+  IFS=/ read -r -a parts <<<"$1"
   for part in "${parts[@]}"; do
     [ -n "$part" ] || continue
     dir="$dir/$part"
@@ -143,7 +150,7 @@ kapso_pg_make_reachable() {
       chmod o+x "$dir" 2>/dev/null || return 1
     fi
   done
-  kapso_as_pg test -x "$BUILD_DIR" 2>/dev/null
+  kapso_as_pg test -x "$1" 2>/dev/null
 }
 
 # Creates an empty data directory owned by the cluster's owner; fails where ownership
