@@ -135,6 +135,7 @@ bool replay(writer_actor* self) {
   if (!st.outage_spool || st.outage_spool->empty())
     return true;
   size_t events = 0;
+  bool drained = true;
   try {
     while (auto record = next_record(*st.outage_spool)) {
       commit_with_retries(self, record->events);
@@ -142,16 +143,17 @@ bool replay(writer_actor* self) {
       events += record->events.size();
     }
   } catch (const std::exception& e) {
-    sync_spool_gauges(st);
-    metrics::global().replayed_events_total += events;
-    st.db_down = true;
-    st.db_down_since = clock_type::now();
+    drained = false;
     spdlog::debug("writer {}: spool replay postponed: {}", st.index, e.what());
-    schedule_replay(self);
-    return false;
   }
   sync_spool_gauges(st);
   metrics::global().replayed_events_total += events;
+  if (!drained) {
+    st.db_down = true;
+    st.db_down_since = clock_type::now();
+    schedule_replay(self);
+    return false;
+  }
   st.db_down = false;
   spdlog::info("writer {}: replayed {} spooled events into PostgreSQL", st.index, events);
   return true;
