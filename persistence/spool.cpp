@@ -79,8 +79,6 @@ static_assert(sizeof(event)
                 == 8 + std::size(event_texts) * sizeof(std::string) + sizeof(int64_t),
               "event has a field the spool codec does not write: add it to event_texts");
 
-constexpr size_t field_header_size = 5; // tag + length
-
 void put_field(std::string& out, uint8_t tag, std::string_view value) {
   out += static_cast<char>(tag);
   put_le32(out, static_cast<uint32_t>(value.size()));
