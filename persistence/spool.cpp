@@ -25,6 +25,7 @@
 #include <spdlog/spdlog.h>
 
 #include "persistence/crc32c.hpp"
+#include "persistence/file_io.hpp"
 
 namespace kapso {
 
@@ -81,8 +82,6 @@ constexpr text_field event_texts[] = {
 static_assert(sizeof(event)
                 == 8 + std::size(event_texts) * sizeof(std::string) + sizeof(int64_t),
               "event has a field the spool codec does not write: add it to event_texts");
-
-constexpr size_t field_header_size = 5; // tag + length
 
 void put_field(std::string& out, uint8_t tag, std::string_view value) {
   out += static_cast<char>(tag);
@@ -203,34 +202,6 @@ bool parse_record_header(const char* bytes, record_header& out) {
 
 std::string errno_text() {
   return std::strerror(errno);
-}
-
-// A new file's name is durable only once its directory is synced too.
-bool sync_parent_directory(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  std::string dir = slash == std::string::npos ? "." : path.substr(0, slash);
-  if (dir.empty())
-    dir = "/";
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return false;
-  bool ok = ::fsync(fd) == 0;
-  ::close(fd);
-  return ok;
-}
-
-bool write_all_at(int fd, const std::string& bytes, uint64_t pos) {
-  size_t written = 0;
-  while (written < bytes.size()) {
-    auto n = ::pwrite(fd, bytes.data() + written, bytes.size() - written,
-                      static_cast<off_t>(pos + written));
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return false;
-    written += static_cast<size_t>(n);
-  }
-  return true;
 }
 
 } // namespace

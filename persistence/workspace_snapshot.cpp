@@ -17,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "persistence/crc32c.hpp"
+#include "persistence/file_io.hpp"
 
 namespace kapso {
 
@@ -80,26 +81,6 @@ const char* decode(std::string_view bytes, std::vector<known_workspace>& out) {
   return "";
 }
 
-std::string directory_of(const std::string& path) {
-  auto slash = path.find_last_of('/');
-  if (slash == std::string::npos)
-    return ".";
-  return slash == 0 ? "/" : path.substr(0, slash);
-}
-
-bool write_all(int fd, const std::string& bytes) {
-  size_t written = 0;
-  while (written < bytes.size()) {
-    auto n = ::write(fd, bytes.data() + written, bytes.size() - written);
-    if (n < 0 && errno == EINTR)
-      continue;
-    if (n <= 0)
-      return false;
-    written += static_cast<size_t>(n);
-  }
-  return true;
-}
-
 } // namespace
 
 bool save_workspace_snapshot(const std::string& path,
@@ -112,7 +93,8 @@ bool save_workspace_snapshot(const std::string& path,
     return false;
   }
   // 0600 whatever the umask: the file holds secrets.
-  bool ok = ::fchmod(fd, 0600) == 0 && write_all(fd, encode(workspaces)) && ::fsync(fd) == 0;
+  bool ok = ::fchmod(fd, 0600) == 0 && write_all_at(fd, encode(workspaces), 0)
+            && ::fsync(fd) == 0;
   int err = errno;
   ok = ::close(fd) == 0 && ok;
   if (ok && ::rename(temp.c_str(), path.c_str()) != 0) {
@@ -124,15 +106,10 @@ bool save_workspace_snapshot(const std::string& path,
     ::unlink(temp.c_str());
     return false;
   }
-  // The rename is durable once the directory is.
-  int dir = ::open(directory_of(path).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir < 0 || ::fsync(dir) != 0) {
+  if (!sync_parent_directory(path)) {
     spdlog::warn("workspace snapshot {}: directory not synced: {}", path, std::strerror(errno));
-    if (dir >= 0)
-      ::close(dir);
     return false;
   }
-  ::close(dir);
   return true;
 }
 

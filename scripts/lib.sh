@@ -15,6 +15,7 @@ KAPSO_PACKAGES=(
   libboost-test-dev libboost-dev libphonenumber-dev libssl-dev
   postgresql postgresql-contrib
   wrk libbenchmark-dev
+  clang libclang-rt-14-dev
   openssl curl ca-certificates
   libsystemd-dev
   # promtool checks /metrics and the alert rules in the tests
