@@ -266,7 +266,7 @@ std::string metrics::render() const {
   }
   batch_size.render(out, "kapso_batch_size", "Events per committed transaction.");
   commit_seconds.render(out, "kapso_commit_seconds", "Time to write and commit one batch.");
-  gauge(out, "kapso_conversation_actors", "Live conversation actors.", conversation_actors.load());
+  gauge(out, "kapso_conversations_active", "Conversations whose recently committed message ids the writers remember (at most conversation.max).", conversations_active.load());
   gauge(out, "kapso_in_flight_deliveries", "Deliveries accepted by HTTP and not yet answered.", in_flight_deliveries.load());
   gauge(out, "kapso_writer_queue_events", "Events waiting in persistence batches.", writer_queue.load());
   gauge(out, "kapso_workspace_cache_entries", "Entries in the router's workspace cache.", workspace_cache_entries.load());

@@ -47,7 +47,7 @@ public:
   histogram batch_size{{1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 5000}};
   histogram commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                             0.1, 0.25, 0.5, 1, 2.5, 5}};
-  std::atomic<int64_t> conversation_actors{0};
+  std::atomic<int64_t> conversations_active{0}; // writers' per-conversation states
   std::atomic<int64_t> in_flight_deliveries{0};
   std::atomic<int64_t> writer_queue{0};        // events waiting in writer batches
   std::atomic<int64_t> spool_bytes{0};

@@ -142,7 +142,7 @@ void sync_spool_gauges(persistence_state& st) {
 
 void sync_lane_gauge(persistence_state& st) {
   auto lanes = static_cast<int64_t>(st.lanes->size());
-  metrics::global().conversation_actors += lanes - st.reported_lanes;
+  metrics::global().conversations_active += lanes - st.reported_lanes;
   st.reported_lanes = lanes;
 }
 
@@ -414,7 +414,7 @@ persistence_state::persistence_state() = default;
 persistence_state::~persistence_state() {
   metrics::global().writer_queue -= static_cast<int64_t>(queued_events);
   if (lanes)
-    metrics::global().conversation_actors -= reported_lanes;
+    metrics::global().conversations_active -= reported_lanes;
   if (sink)
     for (const auto& part : queued)
       sink->failed(part.ticket, ingest_errc::shutting_down);

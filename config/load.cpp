@@ -271,6 +271,8 @@ command_line parse_command_line(int argc, const char* const* argv) {
       return stop(std::move(result), 0, help_text());
     if (arg == "--help-markdown")
       return stop(std::move(result), 0, markdown_table());
+    if (arg == "--help-ini")
+      return stop(std::move(result), 0, ini_file());
     if (arg == "--version")
       return stop(std::move(result), 0, "kapso-ingest " + std::string{kapso_version});
   }

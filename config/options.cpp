@@ -339,7 +339,7 @@ std::string help_text() {
     "  kapso-ingest register-workspace --workspace.phone-number-id=ID [--workspace.name=N]\n"
     "      [--workspace.slug=S] [--workspace.secret=X] [options]\n"
     "                                   add or update a workspace and print its id\n"
-    "  kapso-ingest --help | --help-markdown | --version\n"
+    "  kapso-ingest --help | --help-markdown | --help-ini | --version\n"
     "\n"
     "Options come from caf-application.ini in the working directory (or --config-file=PATH),\n"
     "as key=value under [section], and from the command line as --section.key=value, which\n"
@@ -385,6 +385,53 @@ std::string markdown_table() {
   }
   out.append("\nTimeouts nest: `").append(timeouts_nest_rule())
     .append("`, as Kapso gives up at 10 s; start-up refuses a configuration where they do not.\n");
+  return out;
+}
+
+std::string ini_file() {
+  std::string out =
+    "; /etc/kapso-ingest/caf-application.ini: kapso-ingest's options (CAF INI format), written\n"
+    "; by `kapso-ingest --help-ini` from the same table as --help and the README.\n"
+    ";\n"
+    "; Every option is listed with its default, commented out: uncomment a line to change it.\n"
+    "; A --section.name=value on the command line wins over this file. Text values are quoted.\n"
+    ";\n"
+    "; Secrets and the database URL do not belong here: put DATABASE_URL, KAPSO_WEBHOOK_SECRET\n"
+    "; (comma-separated during a rotation) and KAPSO_VERIFY_TOKEN in\n"
+    "; /etc/kapso-ingest/environment (mode 0640, group kapso-ingest).\n"
+    ";\n";
+  auto comment_lines = [&out](const std::string& text) {
+    auto lines = wrapped(text, 0, 92);
+    size_t pos = 0;
+    while (pos < lines.size()) {
+      auto end = lines.find('\n', pos);
+      out.append("; ").append(lines, pos, end - pos).append("\n");
+      pos = end + 1;
+    }
+  };
+  comment_lines("Timeouts nest, as Kapso gives up at 10 s; start-up refuses a configuration where "
+                "they do not: " + timeouts_nest_rule());
+  std::string_view section;
+  for (const auto& spec : option_specs()) {
+    auto this_section = spec.name.substr(0, spec.name.find('.'));
+    if (this_section != section) {
+      section = this_section;
+      out.append("\n[").append(section).append("]\n");
+    }
+    std::string note{spec.help};
+    note += " (" + accepted_text(spec);
+    if (!spec.env.empty())
+      note += "; default: env " + std::string{spec.env};
+    note += ")";
+    comment_lines(note);
+    out.append(";").append(spec.name.substr(spec.name.find('.') + 1)).append(" = ");
+    auto value = default_text(spec);
+    if (is_integer(spec) || is_flag(spec))
+      out.append(value);
+    else
+      out.append("\"").append(value).append("\"");
+    out.append("\n");
+  }
   return out;
 }
 

@@ -60,4 +60,8 @@ std::string help_text();
 // `kapso-ingest --help-markdown`: the README's configuration table.
 std::string markdown_table();
 
+// `kapso-ingest --help-ini`: every option commented out with its default, the
+// packaged /etc/kapso-ingest/caf-application.ini.
+std::string ini_file();
+
 } // namespace kapso

@@ -17,10 +17,19 @@ add_custom_command(
   COMMENT "Writing kapso-ingest(1) from kapso-ingest --long-help")
 add_custom_target(kapso-manpage ALL DEPENDS ${KAPSO_MANPAGE})
 
+# So is the commented /etc/kapso-ingest/caf-application.ini, from --help-ini.
+set(KAPSO_INI ${CMAKE_BINARY_DIR}/packaged-caf-application.ini)
+add_custom_command(
+  OUTPUT ${KAPSO_INI}
+  COMMAND $<TARGET_FILE:kapso-ingest> --help-ini > ${KAPSO_INI}
+  DEPENDS kapso-ingest
+  COMMENT "Writing caf-application.ini from kapso-ingest --help-ini")
+add_custom_target(kapso-ini ALL DEPENDS ${KAPSO_INI})
+
 set(DEPLOY ${CMAKE_SOURCE_DIR}/deploy)
 install(TARGETS kapso-ingest RUNTIME DESTINATION bin)
 install(FILES ${DEPLOY}/kapso-ingest.service DESTINATION /lib/systemd/system)
-install(FILES ${DEPLOY}/caf-application.ini DESTINATION /etc/kapso-ingest)
+install(FILES ${KAPSO_INI} DESTINATION /etc/kapso-ingest RENAME caf-application.ini)
 # Secrets go here; postinst gives it the group kapso-ingest.
 install(FILES ${DEPLOY}/environment DESTINATION /etc/kapso-ingest
         PERMISSIONS OWNER_READ OWNER_WRITE GROUP_READ)

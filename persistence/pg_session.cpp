@@ -6,6 +6,7 @@
 #include <poll.h>
 
 #include <cerrno>
+#include <algorithm>
 #include <cstdlib>
 #include <string>
 
@@ -96,7 +97,73 @@ int64_t pg_rows::integer(size_t row, size_t column) const {
 
 // -- pg_session -------------------------------------------------------------------
 
-pg_session::pg_session(pg_session_options options) : options_(std::move(options)) {
+namespace {
+
+std::vector<std::string> split_commas(const char* list) {
+  std::vector<std::string> out;
+  if (list == nullptr || *list == '\0')
+    return out;
+  std::string_view rest{list};
+  for (;;) {
+    auto comma = rest.find(',');
+    out.emplace_back(rest.substr(0, comma));
+    if (comma == std::string_view::npos)
+      return out;
+    rest.remove_prefix(comma + 1);
+  }
+}
+
+} // namespace
+
+// The hosts a conninfo names (host=a,b / hostaddr=... / port=p or p1,p2, or
+// postgresql://a:p1,b:p2/...), one entry per host; empty for one host.
+std::vector<pg_session::host> pg_session::hosts_of(const std::string& conninfo) {
+  char* error = nullptr;
+  PQconninfoOption* parsed = PQconninfoParse(conninfo.c_str(), &error);
+  if (error != nullptr)
+    PQfreemem(error);
+  if (parsed == nullptr)
+    return {};
+  std::vector<std::string> names, addrs, ports;
+  for (auto* o = parsed; o->keyword != nullptr; ++o) {
+    std::string_view keyword{o->keyword};
+    if (keyword == "host")
+      names = split_commas(o->val);
+    else if (keyword == "hostaddr")
+      addrs = split_commas(o->val);
+    else if (keyword == "port")
+      ports = split_commas(o->val);
+  }
+  PQconninfoFree(parsed);
+  auto count = std::max(names.size(), addrs.size());
+  std::vector<host> out;
+  if (count <= 1)
+    return out;
+  for (size_t i = 0; i < count; ++i) {
+    host h;
+    h.name = i < names.size() ? names[i] : std::string{};
+    h.address = i < addrs.size() ? addrs[i] : std::string{};
+    // One port applies to every host.
+    h.port = ports.size() == 1 ? ports[0] : i < ports.size() ? ports[i] : std::string{};
+    out.push_back(std::move(h));
+  }
+  return out;
+}
+
+pg_session::pg_session(pg_session_options options)
+  : options_(std::move(options)), hosts_(hosts_of(options_.conninfo)) {
+}
+
+pg_deadline pg_session::connect_within_budget(pg_deadline deadline) {
+  if (connected())
+    return deadline;
+  auto started = pg_clock::now();
+  if (hosts_.empty())
+    connect(std::min(deadline, started + options_.connect_timeout));
+  else
+    connect(started + options_.connect_timeout * static_cast<int64_t>(hosts_.size())
+            + std::chrono::milliseconds(250));
+  return std::max(deadline, pg_clock::now() + (deadline - started));
 }
 
 pg_session::~pg_session() {
@@ -148,17 +215,49 @@ void pg_session::poll_(bool for_write, pg_deadline deadline, const char* what) {
 void pg_session::connect(pg_deadline deadline) {
   if (connected())
     return;
+  if (hosts_.empty()) {
+    connect_to_(nullptr, deadline);
+    return;
+  }
+  // A failover URL: libpq ignores connect_timeout on its non-blocking path,
+  // so a host that accepts and never answers (a frozen machine) would hide
+  // the next one. Each host gets its own attempt, connect_timeout long,
+  // starting with the one that worked last; target_session_attrs still
+  // applies to each.
+  std::optional<db_error> last;
+  for (size_t k = 0; k < hosts_.size(); ++k) {
+    auto i = (preferred_host_ + k) % hosts_.size();
+    try {
+      connect_to_(&hosts_[i], std::min(deadline, pg_clock::now() + options_.connect_timeout));
+      preferred_host_ = i;
+      return;
+    } catch (const db_error& e) {
+      last = e;
+      if (pg_clock::now() >= deadline)
+        break;
+    }
+  }
+  throw *last;
+}
+
+void pg_session::connect_to_(const host* only, pg_deadline deadline) {
   close();
-  // The caller's conninfo is expanded (URL or key=value, several hosts,
-  // target_session_attrs); the keepalive settings are added, not forced
-  // over values the operator chose.
-  const char* keywords[] = {"dbname",           "application_name", "keepalives",
-                            "keepalives_idle",  "keepalives_interval", "keepalives_count",
-                            "tcp_user_timeout", nullptr};
-  const char* values[] = {options_.conninfo.c_str(), options_.application_name.c_str(),
-                          "1", keepalives_idle_s, keepalives_interval_s, keepalives_count,
-                          tcp_user_timeout_ms, nullptr};
-  conn_ = PQconnectStartParams(keywords, values, 1);
+  // Our settings come first and the caller's conninfo (URL or key=value,
+  // target_session_attrs...) after them: expanded, its values win over
+  // ours. One host of a failover URL is chosen by the entries after it.
+  std::vector<const char*> keywords{"application_name", "keepalives", "keepalives_idle",
+                                    "keepalives_interval", "keepalives_count",
+                                    "tcp_user_timeout", "dbname"};
+  std::vector<const char*> values{options_.application_name.c_str(), "1", keepalives_idle_s,
+                                  keepalives_interval_s, keepalives_count, tcp_user_timeout_ms,
+                                  options_.conninfo.c_str()};
+  if (only != nullptr) {
+    keywords.insert(keywords.end(), {"host", "hostaddr", "port"});
+    values.insert(values.end(), {only->name.c_str(), only->address.c_str(), only->port.c_str()});
+  }
+  keywords.push_back(nullptr);
+  values.push_back(nullptr);
+  conn_ = PQconnectStartParams(keywords.data(), values.data(), 1);
   if (conn_ == nullptr || PQstatus(conn_) == CONNECTION_BAD)
     fail_connection_("connecting to PostgreSQL");
   for (;;) {
@@ -234,9 +333,17 @@ pg_rows pg_session::collect_(pg_deadline deadline, const char* what) {
   return last;
 }
 
+// A call whose deadline passed before anything was sent fails without
+// touching the connection: it stays usable for the next call.
+void check_not_late(pg_deadline deadline, const std::string& what) {
+  if (pg_clock::now() >= deadline)
+    throw db_error({}, what + ": the deadline passed before it was sent", false);
+}
+
 pg_rows pg_session::exec_prepared(const std::string& name, const std::vector<pg_param>& params,
                                   pg_deadline deadline) {
   connect(deadline);
+  check_not_late(deadline, name);
   std::vector<std::string> owned; // libpq wants NUL-terminated text
   owned.reserve(params.size());
   std::vector<const char*> values(params.size(), nullptr);
@@ -262,6 +369,7 @@ size_t pg_pipeline::add(const std::string& prepared, std::vector<std::string> bi
 
 std::vector<pg_rows> pg_session::run(const pg_pipeline& pipeline, pg_deadline deadline) {
   connect(deadline);
+  check_not_late(deadline, "a pipeline");
   if (PQenterPipelineMode(conn_) != 1)
     fail_connection_("entering pipeline mode");
   std::vector<const char*> values;
@@ -329,6 +437,7 @@ std::vector<pg_rows> pg_session::run(const pg_pipeline& pipeline, pg_deadline de
 pg_rows pg_session::exec(const std::string& sql, pg_deadline deadline) {
   if (conn_ == nullptr)
     connect(deadline);
+  check_not_late(deadline, "a query");
   if (PQsendQuery(conn_, sql.c_str()) != 1)
     fail_connection_("sending a query");
   return collect_(deadline, "a query");

@@ -91,6 +91,7 @@ private:
 struct pg_session_options {
   std::string conninfo; // URL or key=value string; several hosts are fine
   std::chrono::milliseconds statement_timeout{2000}; // server side
+  std::chrono::milliseconds connect_timeout{1000};   // one connection attempt
   std::string application_name = "kapso-ingest";
 };
 
@@ -110,6 +111,16 @@ public:
   // all before `deadline`. Throws db_error / db_timeout.
   void connect(pg_deadline deadline);
 
+  // Connects if needed within the connection budget: connect_timeout for
+  // one host, bounded by the caller's `deadline`; with several hosts (a
+  // failover URL) each host gets its own connect_timeout, so that a host
+  // that accepts and never answers cannot hide the next one, and the budget
+  // covers all of them whatever the caller's deadline. Returns the
+  // deadline for the call's statements: after a fresh connection the call
+  // gets its whole allowance again, so a slow connect is not followed by a
+  // statement that has no time left (and a connection dropped again).
+  pg_deadline connect_within_budget(pg_deadline deadline);
+
   // Drops the connection without waiting for anything.
   void close() noexcept;
 
@@ -127,12 +138,21 @@ public:
   std::vector<pg_rows> run(const pg_pipeline& pipeline, pg_deadline deadline);
 
 private:
+  struct host {
+    std::string name;    // host=
+    std::string address; // hostaddr=
+    std::string port;
+  };
+  static std::vector<host> hosts_of(const std::string& conninfo);
+  void connect_to_(const host* only, pg_deadline deadline);
   void wait_for_result_(pg_deadline deadline, const char* what);
   pg_rows collect_(pg_deadline deadline, const char* what);
   [[noreturn]] void fail_connection_(const std::string& what);
   void poll_(bool for_write, pg_deadline deadline, const char* what);
 
   pg_session_options options_;
+  std::vector<host> hosts_;   // of a failover URL; empty for one host
+  size_t preferred_host_ = 0; // the one that worked last
   std::vector<std::pair<std::string, std::string>> prepared_;
   ::pg_conn* conn_ = nullptr;
 };

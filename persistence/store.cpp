@@ -277,10 +277,12 @@ private:
   bool done_ = false;
 };
 
-pg_session_options session_options(std::string url, std::chrono::milliseconds statement_timeout) {
+pg_session_options session_options(std::string url, std::chrono::milliseconds statement_timeout,
+                                   std::chrono::milliseconds connect_timeout) {
   pg_session_options options;
   options.conninfo = std::move(url);
   options.statement_timeout = statement_timeout;
+  options.connect_timeout = connect_timeout;
   return options;
 }
 
@@ -322,8 +324,7 @@ failure_kind classify_failure(const std::exception& e) {
 
 inbox_store::inbox_store(std::string url, std::chrono::milliseconds statement_timeout,
                          std::chrono::milliseconds connect_timeout)
-  : session_(session_options(std::move(url), statement_timeout)),
-    connect_timeout_(connect_timeout) {
+  : session_(session_options(std::move(url), statement_timeout, connect_timeout)) {
   for (size_t i = 0; i < sql::statement_count; ++i) {
     auto s = static_cast<statement>(i);
     session_.add_prepared(sql::name_of(s), sql::text_of(s));
@@ -333,12 +334,11 @@ inbox_store::inbox_store(std::string url, std::chrono::milliseconds statement_ti
 inbox_store::~inbox_store() = default;
 
 void inbox_store::ensure_connected(pg_deadline deadline) {
-  session_.connect(deadline);
+  connect_before(deadline);
 }
 
-void inbox_store::connect_before(pg_deadline deadline) {
-  if (!session_.connected())
-    session_.connect(std::min(deadline, pg_clock::now() + connect_timeout_));
+pg_deadline inbox_store::connect_before(pg_deadline deadline) {
+  return session_.connect_within_budget(deadline);
 }
 
 void inbox_store::disconnect() noexcept {
@@ -349,7 +349,7 @@ batch_result inbox_store::commit_batch(const std::vector<batch_entry>& entries,
                                        pg_deadline deadline) {
   batch_result result;
   result.outcomes.assign(entries.size(), write_outcome::accepted);
-  connect_before(deadline);
+  deadline = connect_before(deadline);
   std::vector<std::string> key_storage;
   auto keys = resolve_bsuid_keys(session_, entries, key_storage, deadline);
   auto plan = plan_batch(entries, keys);
@@ -400,7 +400,7 @@ void inbox_store::apply_pending(const std::vector<message_ref>& refs, pg_deadlin
   }
   pg_pipeline pipeline;
   pipeline.add(sql::name_of(statement::apply_pending_statuses), columns({&ws, &id}));
-  connect_before(deadline);
+  deadline = connect_before(deadline);
   session_.run(pipeline, deadline);
   lifecycle::apply_waiting(session_, deadline, waiting_, refs);
 }
@@ -408,7 +408,7 @@ void inbox_store::apply_pending(const std::vector<message_ref>& refs, pg_deadlin
 void inbox_store::sweep_pending(pg_deadline deadline) {
   pg_pipeline pipeline;
   pipeline.add(sql::name_of(statement::apply_all_pending_statuses), {});
-  connect_before(deadline);
+  deadline = connect_before(deadline);
   session_.run(pipeline, deadline);
   lifecycle::sweep(session_, deadline);
 }
@@ -420,7 +420,7 @@ inbox_store::find_workspaces(const std::vector<std::string>& phone_ids, pg_deadl
     ids.add_text(id);
   pg_pipeline pipeline;
   pipeline.add(sql::name_of(statement::find_workspaces), columns({&ids}));
-  connect_before(deadline);
+  deadline = connect_before(deadline);
   auto rows = std::move(session_.run(pipeline, deadline).front());
   std::vector<workspace_row> found;
   std::set<std::string> seen;
@@ -435,7 +435,7 @@ inbox_store::find_workspaces(const std::vector<std::string>& phone_ids, pg_deadl
 }
 
 bool inbox_store::schema_current(pg_deadline deadline) {
-  connect_before(deadline);
+  deadline = connect_before(deadline);
   auto exists = session_.exec(sql::migrations_table_exists, deadline);
   if (exists.empty() || exists.is_null(0, 0))
     return false;

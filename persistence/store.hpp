@@ -82,11 +82,10 @@ public:
   bool schema_current(pg_deadline deadline);
 
 private:
-  // A (re)connection gets at most connect_timeout of a call's deadline.
-  void connect_before(pg_deadline deadline);
+  // A (re)connection within its budget (pg_session::connect_within_budget).
+  pg_deadline connect_before(pg_deadline deadline);
 
   pg_session session_;
-  std::chrono::milliseconds connect_timeout_;
   lifecycle::waiting_index waiting_; // what early edits and number changes wait for
 };
 

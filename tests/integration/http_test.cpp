@@ -167,7 +167,7 @@ BOOST_AUTO_TEST_CASE(metrics_count_events_and_requests) {
   };
   auto before = scrape();
   for (auto name : {"kapso_http_requests_total", "kapso_events_total", "kapso_batch_size",
-                    "kapso_commit_seconds", "kapso_conversation_actors",
+                    "kapso_commit_seconds", "kapso_conversations_active",
                     "kapso_in_flight_deliveries", "kapso_spool_bytes"})
     BOOST_TEST(before.find(name) != std::string::npos, "metric " << name << " missing");
 

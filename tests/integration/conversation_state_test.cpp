@@ -1,4 +1,5 @@
-// SPEC §6 bounded actors: idle stop and a low cap must not change what the tables show.
+// SPEC §6 bounded per-conversation state: forgetting idle conversations and a
+// low cap must not change what the tables show.
 #include <algorithm>
 #include <random>
 
@@ -10,20 +11,20 @@ using namespace kapso_test;
 
 namespace {
 
-double actors_now(http_client& client) {
+double conversations_now(http_client& client) {
   auto metrics = client.get("/metrics");
-  return metric_sum(metrics.body, "kapso_conversation_actors");
+  return metric_sum(metrics.body, "kapso_conversations_active");
 }
 
 } // namespace
 
-BOOST_AUTO_TEST_SUITE(conversation_actors)
+BOOST_AUTO_TEST_SUITE(conversation_state)
 
-BOOST_AUTO_TEST_CASE(idle_stop_and_cap_keep_the_tables_right) {
+BOOST_AUTO_TEST_CASE(forgetting_and_the_cap_keep_the_tables_right) {
   test_database db;
   auto ws = db.insert_workspace();
   server_options options;
-  options.name = "actors";
+  options.name = "conversation-state";
   options.args = {"--conversation.idle-ms=200", "--conversation.max=3"};
   server_process server{db.url(), options};
 
@@ -51,12 +52,12 @@ BOOST_AUTO_TEST_CASE(idle_stop_and_cap_keep_the_tables_right) {
     BOOST_TEST(f == 0);
 
   http_client client{port};
-  BOOST_TEST(actors_now(client) <= 3.0, "more live conversation actors than the cap");
-  // Idle actors stop.
-  BOOST_TEST(eventually([&] { return actors_now(client) == 0.0; }, 10s, 100ms),
-             "conversation actors still alive long after going idle: " << actors_now(client));
+  BOOST_TEST(conversations_now(client) <= 3.0, "more conversations remembered than the cap");
+  // Idle conversations are forgotten.
+  BOOST_TEST(eventually([&] { return conversations_now(client) == 0.0; }, 10s, 100ms),
+             "conversations still remembered long after going idle: " << conversations_now(client));
 
-  // A restarted actor must not forget what its predecessor wrote: an older
+  // A forgotten conversation must not lose what was written: an older
   // message arriving now keeps the newest preview.
   kapso_message late;
   late.id = "wamid.actor.late";
