@@ -1,6 +1,7 @@
-// The bench's own SQL: creating its workspaces and emptying them before a run.
+// The bench's own SQL: creating its workspaces, emptying (or filling) them before a run.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -21,5 +22,20 @@ struct setup_result {
 // no kapso_webhook_secret: the server's global secret applies.
 setup_result setup_workspaces(pqxx::connection_base& db,
                               const std::vector<std::string>& phone_number_ids);
+
+// A large tenant whose conversations already exist: creates the contact
+// ("+1555" and c as seven digits, named "Bench Customer <c>", as the server
+// would from the bench's events) and the conversation of every c in
+// [0, conversations) in workspace_ids[c % workspace_ids.size()], with no
+// message, so unread counts and previews still come from the run alone.
+// Then ANALYZEs both tables and, when allowed, runs a CHECKPOINT, so that
+// the load neither meets empty statistics nor writes the prefill's pages.
+struct prefill_result {
+  size_t created = 0; // conversations
+  bool checkpointed = false;
+};
+prefill_result prefill_conversations(pqxx::connection_base& db,
+                                     const std::vector<std::string>& workspace_ids,
+                                     uint32_t conversations);
 
 } // namespace kapso::bench

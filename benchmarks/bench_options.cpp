@@ -51,10 +51,16 @@ payloads
 database
   --database-url URL        PostgreSQL for --setup/--verify (default $DATABASE_URL)
   --setup                   create the bench workspaces and wipe their rows first
+  --prefill                 with --setup: then create all --conversations contacts
+                            and conversations (empty), so events go to existing ones
   --verify                  check the database against what was acknowledged
 
 output
   --json FILE               write the results as JSON
+  --plot FILE               write throughput and p50/p99 latency per second as SVG
+  --label NAME              the run's name, for the plot title and the JSON
+  --cpu-pid NAME=PID        report the CPU time of PID and its children over the
+                            load, per request and per event (repeatable)
   --quiet                   no progress lines on stderr
   --help                    this text
 )";
@@ -64,8 +70,8 @@ enum option_id : int {
   opt_rate, opt_warmup, opt_timeout_ms, opt_max_retries, opt_retry_base_ms,
   opt_drain, opt_form, opt_batch_size, opt_workspaces, opt_conversations,
   opt_zipf, opt_retry_fraction, opt_secret, opt_prefix, opt_seed,
-  opt_pool, opt_max_pool_mb, opt_database_url, opt_setup, opt_verify, opt_json,
-  opt_quiet, opt_help,
+  opt_pool, opt_max_pool_mb, opt_database_url, opt_setup, opt_prefill, opt_verify,
+  opt_json, opt_plot, opt_label, opt_cpu_pid, opt_quiet, opt_help,
 };
 
 const option long_options[] = {
@@ -93,8 +99,12 @@ const option long_options[] = {
   {"max-pool-mb", required_argument, nullptr, opt_max_pool_mb},
   {"database-url", required_argument, nullptr, opt_database_url},
   {"setup", no_argument, nullptr, opt_setup},
+  {"prefill", no_argument, nullptr, opt_prefill},
   {"verify", no_argument, nullptr, opt_verify},
   {"json", required_argument, nullptr, opt_json},
+  {"plot", required_argument, nullptr, opt_plot},
+  {"label", required_argument, nullptr, opt_label},
+  {"cpu-pid", required_argument, nullptr, opt_cpu_pid},
   {"quiet", no_argument, nullptr, opt_quiet},
   {"help", no_argument, nullptr, opt_help},
   {nullptr, 0, nullptr, 0},
@@ -272,11 +282,25 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv) {
       case opt_setup:
         opts.setup = true;
         break;
+      case opt_prefill:
+        opts.prefill = true;
+        break;
       case opt_verify:
         opts.verify = true;
         break;
       case opt_json:
         opts.json_file = optarg;
+        break;
+      case opt_plot:
+        opts.plot_file = optarg;
+        break;
+      case opt_label:
+        opts.label = optarg;
+        break;
+      case opt_cpu_pid:
+        if (opts.cpu_targets.size() >= 8)
+          bad(name, "at most 8 processes");
+        opts.cpu_targets.push_back(parse_cpu_target(optarg));
         break;
       case opt_quiet:
         opts.quiet = true;
@@ -293,6 +317,8 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv) {
   split_url(opts);
   if (opts.workspaces > opts.conversations)
     bad("workspaces", "must not exceed --conversations (each workspace needs one)");
+  if (opts.prefill && !opts.setup)
+    bad("prefill", "needs --setup (it fills the workspaces that --setup empties)");
   if ((opts.setup || opts.verify) && opts.database_url.empty())
     throw std::invalid_argument("--setup/--verify need --database-url or $DATABASE_URL");
   // --requests alone means "send them all"; an hour still bounds the run.

@@ -4,6 +4,9 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+#include "benchmarks/process_cpu.hpp"
 
 namespace kapso::bench {
 
@@ -48,11 +51,15 @@ struct bench_options {
   // database
   std::string database_url;  // default: $DATABASE_URL
   bool setup = false;
+  bool prefill = false;      // with setup: create every conversation before the run
   bool verify = false;
 
   // output
   std::string json_file;
+  std::string plot_file;     // SVG of throughput and latency per second
+  std::string label;         // the run's name in the plot title and the JSON
   bool quiet = false;        // no progress lines
+  std::vector<cpu_target> cpu_targets; // processes whose CPU time to report
 };
 
 // Parses argv. Prints usage and returns nullopt for --help; throws

@@ -4,9 +4,18 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 namespace kapso::bench {
+
+// A histogram's non-empty buckets only: one second of a long run costs a few
+// hundred bytes instead of the full table.
+struct compact_histogram {
+  std::vector<std::pair<uint32_t, uint64_t>> buckets; // (index, count)
+  uint64_t count = 0;
+  uint64_t max = 0;
+};
 
 // Values are microseconds. Below 128 every value has its own bucket; above,
 // each power of two is split into 64 buckets, so a percentile is never off
@@ -30,6 +39,29 @@ public:
       counts_[i] += other.counts_[i];
     count_ += other.count_;
     max_ = std::max(max_, other.max_);
+  }
+
+  void merge(const compact_histogram& other) {
+    for (auto& [index, count] : other.buckets)
+      counts_[index] += count;
+    count_ += other.count;
+    max_ = std::max(max_, other.max);
+  }
+
+  compact_histogram compact() const {
+    compact_histogram out;
+    for (size_t i = 0; i < bucket_count; ++i)
+      if (counts_[i] != 0)
+        out.buckets.emplace_back(static_cast<uint32_t>(i), counts_[i]);
+    out.count = count_;
+    out.max = max_;
+    return out;
+  }
+
+  void clear() {
+    std::fill(counts_.begin(), counts_.end(), 0);
+    count_ = 0;
+    max_ = 0;
   }
 
   uint64_t count() const {

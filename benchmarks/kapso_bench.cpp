@@ -13,6 +13,7 @@
 #include "benchmarks/bench_db.hpp"
 #include "benchmarks/bench_options.hpp"
 #include "benchmarks/load_driver.hpp"
+#include "benchmarks/process_cpu.hpp"
 #include "benchmarks/report.hpp"
 #include "benchmarks/verify.hpp"
 #include "benchmarks/workload.hpp"
@@ -36,6 +37,13 @@ void run_setup(const bench_options& opts, const workload& wl) {
                  "setup: warning: %zu other workspaces share the bench phone ids; "
                  "routing and --verify may not be meaningful\n",
                  result.foreign_workspaces);
+  if (opts.prefill) {
+    auto start = std::chrono::steady_clock::now();
+    auto filled = prefill_conversations(db, result.workspace_ids, wl.conversations);
+    std::fprintf(stderr, "setup: %zu empty conversations created in %.1f s (--prefill)%s\n",
+                 filled.created, seconds_since(start),
+                 filled.checkpointed ? "" : "; no CHECKPOINT (not a superuser)");
+  }
   // The server may cache "no workspace for this number" for about a second
   // (SPEC: new workspaces work within a second); do not test that window.
   if (result.created > 0)
@@ -96,9 +104,31 @@ int run(bench_options opts) {
   if (opts.setup)
     run_setup(opts, wl);
 
+  std::vector<std::optional<double>> cpu_before;
+  for (auto& target : opts.cpu_targets)
+    cpu_before.push_back(process_tree_cpu_seconds(target.pid));
   auto result = run_load(opts, wl);
+  for (size_t i = 0; i < opts.cpu_targets.size(); ++i) {
+    auto& target = opts.cpu_targets[i];
+    auto after = process_tree_cpu_seconds(target.pid);
+    if (!cpu_before[i] || !after) {
+      std::fprintf(stderr, "kapso-bench: warning: cannot read the CPU time of %s (pid %d)\n",
+                   target.name.c_str(), target.pid);
+      continue;
+    }
+    result.cpu.push_back({target.name, target.pid, *after - *cpu_before[i]});
+  }
   print_summary(stdout, opts, wl, result);
   std::fflush(stdout);
+
+  // Before --verify, which throws when the database is gone: that run is
+  // the one to look at.
+  if (!opts.plot_file.empty()) {
+    std::ofstream out{opts.plot_file};
+    out << plot_of(opts, wl, result);
+    if (!out)
+      throw std::runtime_error("cannot write " + opts.plot_file);
+  }
 
   std::optional<verify_report> verified;
   if (opts.verify) {

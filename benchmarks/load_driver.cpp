@@ -240,6 +240,14 @@ struct connection {
   size_t filled = 0;
 };
 
+// What one worker saw in one second; merged over workers after the run.
+struct second_bin {
+  uint64_t deliveries = 0;
+  uint64_t events = 0;
+  uint64_t failures = 0;
+  compact_histogram latency;
+};
+
 class worker {
 public:
   worker(shared_run& run, size_t connections, double rate)
@@ -271,6 +279,7 @@ public:
   uint64_t io_errors = 0;
   uint64_t connect_errors = 0;
   uint64_t abandoned = 0;
+  std::vector<second_bin> seconds;
 
 private:
   void loop() {
@@ -437,19 +446,26 @@ private:
     auto& what = c.current;
     if (head.status >= 0 && head.status < static_cast<int>(statuses.size()))
       ++statuses[static_cast<size_t>(head.status)];
+    auto& second = second_of(now);
     if (head.status == 200) {
       run_.flags[what.delivery].fetch_or(delivery_acked, std::memory_order_relaxed);
       run_.acked.fetch_add(1, std::memory_order_relaxed);
+      // Open loop measures from the intended send time, so a server that
+      // falls behind shows its queueing delay instead of hiding it.
+      auto base = rate_ > 0 && what.attempt == 0 ? what.intended : c.started;
+      auto micros = static_cast<uint64_t>(duration_cast<microseconds>(now - base).count());
+      auto events = run_.wl.deliveries[what.delivery].event_count;
+      second_latency_.record(micros);
+      ++second.deliveries;
+      second.events += events;
       if (now >= run_.measure_from && now < run_.measure_until) {
-        // Open loop measures from the intended send time, so a server that
-        // falls behind shows its queueing delay instead of hiding it.
-        auto base = rate_ > 0 && what.attempt == 0 ? what.intended : c.started;
-        latency.record(static_cast<uint64_t>(duration_cast<microseconds>(now - base).count()));
+        latency.record(micros);
         ++window_deliveries;
-        window_events += run_.wl.deliveries[what.delivery].event_count;
+        window_events += events;
         last_window_answer = now;
       }
     } else {
+      ++second.failures;
       run_.errors.fetch_add(1, std::memory_order_relaxed);
       retry_later(what, now);
     }
@@ -463,11 +479,38 @@ private:
   }
 
   void fail(connection& c, uint64_t& counter) {
+    auto now = clock_type::now();
     ++counter;
+    ++second_of(now).failures;
     run_.errors.fetch_add(1, std::memory_order_relaxed);
     run_.in_flight.fetch_sub(1, std::memory_order_relaxed);
-    retry_later(c.current, clock_type::now());
+    retry_later(c.current, now);
     connect(c);
+  }
+
+  // -- per second, for --plot ----------------------------------------------------
+  // Latency goes into one full histogram for the current second, kept compact
+  // once the second is over: a long run keeps a few hundred bytes per second.
+
+  second_bin& second_of(time_point now) {
+    auto since_start = duration_cast<milliseconds>(now - run_.start).count();
+    auto index = static_cast<size_t>(std::max<int64_t>(0, since_start / 1000));
+    // Seconds only move forward; the clock is steady.
+    index = std::max(index, second_index_);
+    if (index != second_index_) {
+      close_second();
+      second_index_ = index;
+    }
+    if (index >= seconds.size())
+      seconds.resize(index + 1);
+    return seconds[index];
+  }
+
+  void close_second() {
+    if (second_latency_.count() == 0)
+      return;
+    seconds[second_index_].latency = second_latency_.compact();
+    second_latency_.clear();
   }
 
   // Like Kapso: a delivery that was not acknowledged is sent again later,
@@ -561,6 +604,7 @@ private:
 
   void finish(size_t busy) {
     finished_ = true;
+    close_second();
     abandoned = busy + retries_.size();
     run_.in_flight.fetch_sub(static_cast<int64_t>(busy), std::memory_order_relaxed);
     for (auto& c : conns_)
@@ -580,6 +624,8 @@ private:
   time_point stop_seen_{};
   time_point drain_until_{};
   bool finished_ = false;
+  latency_histogram second_latency_;
+  size_t second_index_ = 0;
   std::thread thread_;
 };
 
@@ -595,6 +641,33 @@ asio::ip::tcp::endpoint resolve(const std::string& host, uint16_t port) {
     if (entry.endpoint().address().is_v4())
       return entry.endpoint();
   return results.begin()->endpoint();
+}
+
+std::vector<second_sample> merge_seconds(const std::vector<std::unique_ptr<worker>>& workers,
+                                         double elapsed) {
+  size_t count = 0;
+  for (auto& w : workers)
+    count = std::max(count, w->seconds.size());
+  std::vector<second_sample> out(count);
+  latency_histogram merged;
+  for (size_t s = 0; s < count; ++s) {
+    auto& sample = out[s];
+    sample.start = static_cast<double>(s);
+    sample.length = std::clamp(elapsed - sample.start, 0.001, 1.0);
+    merged.clear();
+    for (auto& w : workers) {
+      if (s >= w->seconds.size())
+        continue;
+      auto& bin = w->seconds[s];
+      sample.deliveries += bin.deliveries;
+      sample.events += bin.events;
+      sample.failures += bin.failures;
+      merged.merge(bin.latency);
+    }
+    sample.p50_us = merged.quantile(0.5);
+    sample.p99_us = merged.quantile(0.99);
+  }
+  return out;
 }
 
 } // namespace
@@ -666,6 +739,8 @@ run_result run_load(const bench_options& opts, const workload& wl) {
     result.connect_errors += w->connect_errors;
     result.abandoned += w->abandoned;
   }
+  result.window_start = opts.warmup;
+  result.seconds = merge_seconds(workers, result.elapsed_seconds);
   auto cause = run.stopped.load();
   if (cause == stop_schedule_end) {
     result.stop_reason = opts.requests > 0 && wl.schedule.size() >= opts.requests

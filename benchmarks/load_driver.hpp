@@ -18,8 +18,20 @@ enum delivery_flag : uint8_t {
   delivery_acked = 2, // answered 200 at least once
 };
 
+// One second of the run, by when answers completed: what --plot draws.
+struct second_sample {
+  double start = 0;         // seconds since the run started
+  double length = 1;        // shorter for the last second, cut where the run ended
+  uint64_t deliveries = 0;  // answered 200
+  uint64_t events = 0;      // in those deliveries
+  uint64_t failures = 0;    // non-200 answers, timeouts, I/O errors
+  uint64_t p50_us = 0;      // of the 200 answers; 0 when there were none
+  uint64_t p99_us = 0;
+};
+
 struct run_result {
   // The measurement window: [warm-up end, duration end or last answer].
+  double window_start = 0; // seconds since the run started
   double window_seconds = 0;
   uint64_t window_acked_deliveries = 0;
   uint64_t window_acked_events = 0;
@@ -36,6 +48,8 @@ struct run_result {
   uint64_t abandoned = 0;           // still in flight or waiting when the drain ended
   std::string stop_reason;          // duration | requests | pool exhausted
   double elapsed_seconds = 0;
+  std::vector<second_sample> seconds; // the whole run: warm-up, window, drain
+  std::vector<cpu_usage> cpu;          // --cpu-pid, filled in by the caller
 
   std::vector<uint8_t> delivery_flags; // delivery_flag bits, per pool delivery
   uint64_t unique_sent = 0;

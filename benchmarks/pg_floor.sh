@@ -1,24 +1,36 @@
 #!/usr/bin/env bash
-# What PostgreSQL alone needs to store messages in the inbox schema, with no
-# server, no JSON and no conversation update: the floor under any ingestion
-# figure on the same machine.
+# What PostgreSQL alone needs to store a batch scenario's messages in the inbox
+# schema: ONE statement inserting ROWS message rows over CONVERSATIONS existing
+# conversations, with no server, no JSON, no conversation update and no network.
+# The floor under the batch50-new10k scenario of run_scenarios.sh, which runs
+# this script in the same run.
 #
-#   benchmarks/pg_floor.sh              # 60,000 rows per statement, 3 rounds
-#   ROWS=20000 ROUNDS=5 benchmarks/pg_floor.sh
+#   benchmarks/pg_floor.sh           # 100,000 rows over 10,000 conversations, 3 rounds
+#   ROWS=20000 ROUNDS=1 benchmarks/pg_floor.sh
+#   FLOOR_JSON=floor.json benchmarks/pg_floor.sh   # the figures as JSON too
 #
 # It creates a scratch database next to $DATABASE_URL's (or in the private
-# PostgreSQL that scripts/lib.sh starts, stopped again if it started it), applies the migrations with
-# `kapso-ingest migrate`, inserts ROWS messages per statement over 1,000
-# conversations (foreign keys, unique keys and indexes as the server has
-# them), prints the time of each round and drops the database.
+# PostgreSQL that scripts/lib.sh starts, stopped again if it started it),
+# applies the migrations with `kapso-ingest migrate` (foreign keys, unique
+# keys and indexes as the server has them), creates one workspace and its
+# CONVERSATIONS contacts and conversations, then per round empties the
+# messages table and times one INSERT ... SELECT of ROWS rows (statement and
+# commit, as psql's \timing sees them). Prints each round and the median in
+# rows/s, and drops the database.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
-ROWS="${ROWS:-60000}"
+ROWS="${ROWS:-100000}"
+CONVERSATIONS="${CONVERSATIONS:-10000}"
 ROUNDS="${ROUNDS:-3}"
+FLOOR_JSON="${FLOOR_JSON:-}"
 
 log() { printf '[pg-floor] %s\n' "$*" >&2; }
 die() { printf '[pg-floor] error: %s\n' "$*" >&2; exit 1; }
+
+for value in "$ROWS" "$CONVERSATIONS" "$ROUNDS"; do
+  [[ "$value" =~ ^[1-9][0-9]*$ ]] || die "ROWS, CONVERSATIONS and ROUNDS must be positive integers"
+done
 
 # Packages, kapso-ingest (for its migrations) and the database, as run.sh does.
 # shellcheck source=scripts/lib.sh
@@ -32,9 +44,11 @@ SCRATCH="kapso_pg_floor_$$"
 ADMIN_URL="$DATABASE_URL"
 # The scratch database's URL: the same server, another database name.
 SCRATCH_URL="$(printf '%s' "$DATABASE_URL" | sed -E "s#/[^/?]*([?].*)?\$#/$SCRATCH\\1#")"
+OUTPUT="$(mktemp)"
 
 cleanup() {
-  psql "$ADMIN_URL" -qXc "DROP DATABASE IF EXISTS $SCRATCH" >/dev/null 2>&1 || true
+  rm -f "$OUTPUT"
+  psql "$ADMIN_URL" -qXc "DROP DATABASE IF EXISTS $SCRATCH WITH (FORCE)" >/dev/null 2>&1 || true
   kapso_pg_stop_if_started
 }
 trap cleanup EXIT
@@ -42,34 +56,59 @@ trap cleanup EXIT
 psql "$ADMIN_URL" -qXc "CREATE DATABASE $SCRATCH" >/dev/null
 DATABASE_URL="$SCRATCH_URL" "$BINARY" migrate >/dev/null
 
-log "$ROWS messages per statement, $ROUNDS rounds, 1,000 conversations"
-psql "$SCRATCH_URL" -qX -v ON_ERROR_STOP=1 -v rows="$ROWS" -v rounds="$ROUNDS" <<'SQL'
+log "$ROWS message rows in one statement over $CONVERSATIONS conversations, $ROUNDS rounds"
+# Rows shaped like the bench's: ids and texts of the same length, one
+# workspace, every conversation's messages in timestamp order.
+{
+  cat <<SQL
 INSERT INTO workspaces (name, slug, kapso_phone_id) VALUES ('floor', 'floor', '1');
-INSERT INTO contacts (workspace_id, phone)
-  SELECT w.id, '+1555' || lpad(g::text, 7, '0') FROM workspaces w, generate_series(1, 1000) g;
+INSERT INTO contacts (workspace_id, phone, name)
+  SELECT w.id, '+1555' || lpad(g::text, 7, '0'), 'Bench Customer ' || g
+  FROM workspaces w, generate_series(0, $CONVERSATIONS - 1) g;
 INSERT INTO conversations (workspace_id, contact_id) SELECT workspace_id, id FROM contacts;
-CREATE TEMP TABLE conv AS SELECT id, workspace_id, row_number() OVER () AS n FROM conversations;
-CREATE TEMP TABLE timing (round int, seconds float8);
-SELECT set_config('floor.rows', :'rows', false), set_config('floor.rounds', :'rounds', false)
-\g /dev/null
-DO $$
-DECLARE
-  rows int := current_setting('floor.rows')::int;
-  rounds int := current_setting('floor.rounds')::int;
-  started timestamptz;
-BEGIN
-  FOR r IN 1..rounds LOOP
-    started := clock_timestamp();
-    INSERT INTO messages (conversation_id, workspace_id, direction, sender_type, content,
-                          message_type, kapso_message_id, metadata, created_at, status)
-    SELECT c.id, c.workspace_id, 'inbound', 'contact', 'hello there ' || g, 'text',
-           'wamid.floor.' || r || '.' || g, '{}'::jsonb, to_timestamp(1700000000 + g),
-           'received'
-    FROM generate_series(1, rows) g JOIN conv c ON c.n = 1 + g % 1000;
-    INSERT INTO timing VALUES (r, extract(epoch FROM clock_timestamp() - started));
-  END LOOP;
-END $$;
-SELECT format('round %s: %s rows in %s s = %s us per row', round, :rows,
-              round(seconds::numeric, 3), round((seconds * 1e6 / :rows)::numeric, 1))
-FROM timing ORDER BY round \g (tuples_only format=unaligned)
+CREATE TEMP TABLE conv AS
+  SELECT id, workspace_id, (row_number() OVER (ORDER BY id)) - 1 AS n FROM conversations;
+ANALYZE contacts, conversations, conv;
 SQL
+  for round in $(seq 1 "$ROUNDS"); do
+    cat <<SQL
+TRUNCATE messages;
+\\echo round $round
+\\timing on
+INSERT INTO messages (conversation_id, workspace_id, direction, sender_type, content,
+                      message_type, kapso_message_id, metadata, created_at, status)
+SELECT c.id, c.workspace_id, 'inbound', 'contact',
+       'bench 18c2b7e5a10-0000000$round conversation ' || c.n || ' message ' || g,
+       'text', 'wamid.bench.18c2b7e5a10-0000000$round.' || g, '{}'::jsonb,
+       to_timestamp(1700000000 + g), 'received'
+FROM generate_series(1, $ROWS) g JOIN conv c ON c.n = g % $CONVERSATIONS;
+\\timing off
+SQL
+  done
+} | psql "$SCRATCH_URL" -qX -v ON_ERROR_STOP=1 >"$OUTPUT"
+
+# psql prints "Time: 3283.123 ms" (plus " (00:03.283)" from a second on).
+mapfile -t ROUND_MS < <(awk '/^Time: / { print $2 }' "$OUTPUT")
+[ "${#ROUND_MS[@]}" = "$ROUNDS" ] || { cat "$OUTPUT" >&2; die "expected $ROUNDS timings"; }
+
+round=0
+for ms in "${ROUND_MS[@]}"; do
+  round=$((round + 1))
+  awk -v r="$round" -v n="$ROWS" -v ms="$ms" 'BEGIN {
+    printf "round %d: %d rows in %.3f s = %.0f rows/s, %.1f us per row\n",
+           r, n, ms / 1000, n * 1000 / ms, ms * 1000 / n }'
+done
+MEDIAN_MS="$(printf '%s\n' "${ROUND_MS[@]}" | sort -g | awk '
+  { v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }')"
+RATE="$(awk -v n="$ROWS" -v ms="$MEDIAN_MS" 'BEGIN { printf "%.0f", n * 1000 / ms }')"
+printf 'floor: %s rows/s (median of %s rounds of %s rows over %s conversations)\n' \
+  "$RATE" "$ROUNDS" "$ROWS" "$CONVERSATIONS"
+
+# One key a line, like kapso-bench's JSON: run_scenarios.sh reads it with sed.
+if [ -n "$FLOOR_JSON" ]; then
+  {
+    printf '{\n  "rows": %s,\n  "conversations": %s,\n' "$ROWS" "$CONVERSATIONS"
+    printf '  "rounds_ms": [%s],\n' "$(IFS=,; printf '%s' "${ROUND_MS[*]}")"
+    printf '  "median_ms": %s,\n  "rows_per_second": %s\n}\n' "$MEDIAN_MS" "$RATE"
+  } >"$FLOOR_JSON"
+fi

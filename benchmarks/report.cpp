@@ -3,6 +3,8 @@
 
 #include <string>
 
+#include "benchmarks/plot.hpp"
+
 namespace kapso::bench {
 
 namespace {
@@ -21,7 +23,81 @@ std::string load_shape(const bench_options& opts) {
   return shape;
 }
 
+// CPU over the load per request written and per event in those requests:
+// re-sends and retries cost the server too.
+double per_request_us(const cpu_usage& cpu, const run_result& r) {
+  return r.attempts > 0 ? cpu.seconds * 1e6 / static_cast<double>(r.attempts) : 0;
+}
+
+double per_event_us(const cpu_usage& cpu, const bench_options& opts, const run_result& r) {
+  auto per = opts.form == payload_form::batch ? opts.batch_size : 1;
+  return per_request_us(cpu, r) / per;
+}
+
+std::string number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%g", v);
+  return buf;
+}
+
 } // namespace
+
+std::string scenario_arguments(const bench_options& opts) {
+  std::string out = "--form ";
+  out += to_string(opts.form);
+  if (opts.form == payload_form::batch)
+    out += " --batch-size " + std::to_string(opts.batch_size);
+  out += " --connections " + std::to_string(opts.connections);
+  if (opts.threads > 1)
+    out += " --threads " + std::to_string(opts.threads);
+  if (opts.workspaces > 1)
+    out += " --workspaces " + std::to_string(opts.workspaces);
+  out += " --conversations " + std::to_string(opts.conversations);
+  if (opts.zipf > 0)
+    out += " --zipf " + number(opts.zipf);
+  out += " --retry-fraction " + number(opts.retry_fraction);
+  if (opts.requests > 0)
+    out += " --requests " + std::to_string(opts.requests);
+  if (opts.requests == 0 || opts.duration_given)
+    out += " --duration " + number(opts.duration);
+  if (opts.warmup > 0)
+    out += " --warmup " + number(opts.warmup);
+  if (opts.rate > 0)
+    out += " --rate " + number(opts.rate);
+  if (opts.prefill)
+    out += " --prefill";
+  return out;
+}
+
+std::string plot_of(const bench_options& opts, const workload& wl, const run_result& r) {
+  plot_spec spec;
+  spec.title = opts.label.empty() ? std::string{"kapso-bench"} : opts.label;
+  spec.arguments = scenario_arguments(opts);
+  char summary[256];
+  std::snprintf(summary, sizeof(summary),
+                "run %s: %.0f deliveries/s, %.0f events/s, p50 %.2f ms, p99 %.2f ms "
+                "over the %.1f s window; stopped by %s",
+                wl.run_tag.c_str(), per_second(r.window_acked_deliveries, r.window_seconds),
+                per_second(r.window_acked_events, r.window_seconds),
+                ms(r.latency.quantile(0.5)), ms(r.latency.quantile(0.99)), r.window_seconds,
+                r.stop_reason.c_str());
+  spec.summary = summary;
+  spec.window_from = r.window_start;
+  spec.window_until = r.window_start + r.window_seconds;
+  std::vector<plot_point> points;
+  points.reserve(r.seconds.size());
+  for (auto& s : r.seconds) {
+    plot_point p;
+    p.t = s.start + s.length / 2;
+    p.deliveries_per_second = static_cast<double>(s.deliveries) / s.length;
+    p.events_per_second = static_cast<double>(s.events) / s.length;
+    p.has_latency = s.deliveries > 0;
+    p.p50_ms = ms(s.p50_us);
+    p.p99_ms = ms(s.p99_us);
+    points.push_back(p);
+  }
+  return render_svg(spec, points);
+}
 
 void print_summary(std::FILE* out, const bench_options& opts, const workload& wl,
                    const run_result& r) {
@@ -63,6 +139,10 @@ void print_summary(std::FILE* out, const bench_options& opts, const workload& wl
                static_cast<unsigned long long>(r.timeouts),
                static_cast<unsigned long long>(r.io_errors),
                static_cast<unsigned long long>(r.connect_errors));
+  for (auto& cpu : r.cpu)
+    std::fprintf(out, "  cpu         %s (pid %d): %.2f s, %.1f us per request, %.1f us per event\n",
+                 cpu.name.c_str(), cpu.pid, cpu.seconds, per_request_us(cpu, r),
+                 per_event_us(cpu, opts, r));
   std::fprintf(out,
                "  deliveries  %llu sent, %llu acknowledged, %llu never acknowledged "
                "(%llu events); %llu abandoned at drain end\n",
@@ -80,8 +160,19 @@ nlohmann::json to_json(const bench_options& opts, const workload& wl,
   json statuses = json::object();
   for (auto& [status, count] : r.statuses)
     statuses[std::to_string(status)] = count;
+  json seconds = json::array();
+  for (auto& s : r.seconds)
+    seconds.push_back({{"t", s.start},
+                       {"length", s.length},
+                       {"deliveries", s.deliveries},
+                       {"events", s.events},
+                       {"failures", s.failures},
+                       {"p50_ms", ms(s.p50_us)},
+                       {"p99_ms", ms(s.p99_us)}});
   json out = {
     {"run_tag", wl.run_tag},
+    {"label", opts.label},
+    {"arguments", scenario_arguments(opts)},
     {"options",
      {{"url", opts.url},
       {"form", to_string(opts.form)},
@@ -98,10 +189,13 @@ nlohmann::json to_json(const bench_options& opts, const workload& wl,
       {"retry_fraction", opts.retry_fraction},
       {"seed", opts.seed},
       {"timeout_ms", opts.timeout_ms},
-      {"max_retries", opts.max_retries}}},
+      {"max_retries", opts.max_retries},
+      {"prefill", opts.prefill}}},
     {"stop_reason", r.stop_reason},
     {"elapsed_seconds", r.elapsed_seconds},
+    {"window_start", r.window_start},
     {"window_seconds", r.window_seconds},
+    {"seconds", seconds},
     {"deliveries_per_second", per_second(r.window_acked_deliveries, r.window_seconds)},
     {"events_per_second", per_second(r.window_acked_events, r.window_seconds)},
     {"latency_ms",
@@ -126,6 +220,12 @@ nlohmann::json to_json(const bench_options& opts, const workload& wl,
     {"never_acked", r.never_acked},
     {"never_acked_events", r.never_acked_events},
   };
+  // Flat keys, one a line: run_scenarios.sh reads them without jq.
+  for (auto& cpu : r.cpu) {
+    out["cpu_" + cpu.name + "_seconds"] = cpu.seconds;
+    out["cpu_" + cpu.name + "_us_per_request"] = per_request_us(cpu, r);
+    out["cpu_" + cpu.name + "_us_per_event"] = per_event_us(cpu, opts, r);
+  }
   uint64_t non_200 = r.timeouts + r.io_errors;
   for (auto& [status, count] : r.statuses)
     if (status != 200)
