@@ -109,60 +109,96 @@ ON CONFLICT (workspace_id, contact_id) DO NOTHING)";
 // preview bytes) than the one shown, so any arrival order and any number of
 // writers end in the same row. The UPDATE re-reads a row another writer
 // changed meanwhile (READ COMMITTED), so concurrent additions are not lost.
-// A message whose conversation cannot be found (deleted meanwhile by another
-// application) comes back as 'unresolved'.
+// A message whose conversation cannot be found comes back as 'unresolved'.
+// The part after `r` (the messages with their conversation ids) is shared by
+// both forms below.
+#define KAPSO_INSERT_MESSAGES_TAIL                                                              \
+  "ins AS (\n"                                                                                  \
+  "  INSERT INTO messages (conversation_id, workspace_id, direction, sender_type,\n"            \
+  "                        content, message_type, media_url, kapso_message_id,\n"               \
+  "                        metadata, created_at, status)\n"                                     \
+  "  SELECT r.conversation_id, r.workspace_id, r.direction, r.sender_type,\n"                   \
+  "         r.content, r.message_type, r.media_url, r.kapso_message_id,\n"                      \
+  "         coalesce(r.metadata, '{}'::jsonb), to_timestamp(r.ts), r.status\n"                  \
+  "  FROM r ORDER BY r.workspace_id, r.kapso_message_id\n"                                      \
+  "  ON CONFLICT (workspace_id, kapso_message_id) DO NOTHING\n"                                 \
+  "  RETURNING workspace_id, kapso_message_id, conversation_id, direction),\n"                  \
+  "fresh AS (\n"                                                                                \
+  "  SELECT ins.conversation_id, ins.direction, r.ts, r.preview\n"                              \
+  "  FROM ins JOIN r ON r.workspace_id = ins.workspace_id\n"                                    \
+  "                 AND r.kapso_message_id = ins.kapso_message_id),\n"                          \
+  "delta AS (\n"                                                                                \
+  "  SELECT DISTINCT ON (conversation_id) conversation_id, ts, preview,\n"                      \
+  "         count(*) FILTER (WHERE direction = 'inbound')\n"                                    \
+  "           OVER (PARTITION BY conversation_id) AS unread\n"                                  \
+  "  FROM fresh\n"                                                                              \
+  "  ORDER BY conversation_id, ts DESC, preview COLLATE \"C\" DESC),\n"                         \
+  "upd AS (\n"                                                                                  \
+  "  UPDATE conversations v SET\n"                                                              \
+  "    unread_count = coalesce(v.unread_count, 0) + d.unread,\n"                                \
+  "    last_message_at = CASE WHEN v.last_message_at IS NULL\n"                                 \
+  "        OR to_timestamp(d.ts) > v.last_message_at\n"                                         \
+  "        OR (to_timestamp(d.ts) = v.last_message_at\n"                                        \
+  "            AND d.preview COLLATE \"C\" > coalesce(v.last_message_preview, '') COLLATE \"C\")\n" \
+  "      THEN to_timestamp(d.ts) ELSE v.last_message_at END,\n"                                 \
+  "    last_message_preview = CASE WHEN v.last_message_at IS NULL\n"                            \
+  "        OR to_timestamp(d.ts) > v.last_message_at\n"                                         \
+  "        OR (to_timestamp(d.ts) = v.last_message_at\n"                                        \
+  "            AND d.preview COLLATE \"C\" > coalesce(v.last_message_preview, '') COLLATE \"C\")\n" \
+  "      THEN d.preview ELSE v.last_message_preview END,\n"                                     \
+  "    updated_at = now()\n"                                                                    \
+  "  FROM delta d WHERE v.id = d.conversation_id\n"                                             \
+  "  RETURNING 1)\n"                                                                            \
+  "SELECT ins.workspace_id::text, ins.kapso_message_id, ins.direction FROM ins\n"               \
+  "UNION ALL\n"                                                                                 \
+  "SELECT i.workspace_id::text, i.kapso_message_id, 'unresolved' FROM i\n"                      \
+  "WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.workspace_id = i.workspace_id\n"                   \
+  "                                    AND r.kapso_message_id = i.kapso_message_id)"
+
+#define KAPSO_MESSAGE_COLUMNS                                                                  \
+  "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],\n"      \
+  "                       $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::int8[],\n"    \
+  "                       $11::text[], $12::text[]"
+
+// After the contacts and conversations of the batch were upserted.
 const char* const insert_messages =
   "WITH i AS (\n"
-  "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],\n"
-  "                       $6::text[], $7::text[], $8::text[], $9::jsonb[], $10::int8[],\n"
-  "                       $11::text[], $12::text[])\n"
+  KAPSO_MESSAGE_COLUMNS ")\n"
   "    AS i(workspace_id, phone, direction, sender_type, content, message_type, media_url,\n"
   "         kapso_message_id, metadata, ts, status, preview)),\n"
   "r AS (\n"
   "  SELECT i.*, v.id AS conversation_id FROM i\n"
   KAPSO_CONVERSATION_OF("i")
   "),\n"
-  R"(ins AS (
-  INSERT INTO messages (conversation_id, workspace_id, direction, sender_type,
-                        content, message_type, media_url, kapso_message_id,
-                        metadata, created_at, status)
-  SELECT r.conversation_id, r.workspace_id, r.direction, r.sender_type,
-         r.content, r.message_type, r.media_url, r.kapso_message_id,
-         coalesce(r.metadata, '{}'::jsonb), to_timestamp(r.ts), r.status
-  FROM r ORDER BY r.workspace_id, r.kapso_message_id
-  ON CONFLICT (workspace_id, kapso_message_id) DO NOTHING
-  RETURNING workspace_id, kapso_message_id, conversation_id, direction),
-fresh AS (
-  SELECT ins.conversation_id, ins.direction, r.ts, r.preview
-  FROM ins JOIN r ON r.workspace_id = ins.workspace_id
-                 AND r.kapso_message_id = ins.kapso_message_id),
-delta AS (
-  SELECT DISTINCT ON (conversation_id) conversation_id, ts, preview,
-         count(*) FILTER (WHERE direction = 'inbound')
-           OVER (PARTITION BY conversation_id) AS unread
-  FROM fresh
-  ORDER BY conversation_id, ts DESC, preview COLLATE "C" DESC),
-upd AS (
-  UPDATE conversations v SET
-    unread_count = coalesce(v.unread_count, 0) + d.unread,
-    last_message_at = CASE WHEN v.last_message_at IS NULL
-        OR to_timestamp(d.ts) > v.last_message_at
-        OR (to_timestamp(d.ts) = v.last_message_at
-            AND d.preview COLLATE "C" > coalesce(v.last_message_preview, '') COLLATE "C")
-      THEN to_timestamp(d.ts) ELSE v.last_message_at END,
-    last_message_preview = CASE WHEN v.last_message_at IS NULL
-        OR to_timestamp(d.ts) > v.last_message_at
-        OR (to_timestamp(d.ts) = v.last_message_at
-            AND d.preview COLLATE "C" > coalesce(v.last_message_preview, '') COLLATE "C")
-      THEN d.preview ELSE v.last_message_preview END,
-    updated_at = now()
-  FROM delta d WHERE v.id = d.conversation_id
-  RETURNING 1)
-SELECT ins.workspace_id::text, ins.kapso_message_id, ins.direction FROM ins
-UNION ALL
-SELECT i.workspace_id::text, i.kapso_message_id, 'unresolved' FROM i
-WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.workspace_id = i.workspace_id
-                                    AND r.kapso_message_id = i.kapso_message_id))";
+  KAPSO_INSERT_MESSAGES_TAIL;
+
+// The common case on its own: messages of conversations that exist, in one
+// statement without the contact and conversation upserts. An empty contact
+// name is filled from the payload ($13) on the way; the messages of
+// conversations that do not exist yet come back 'unresolved' and take the
+// upserts afterwards.
+const char* const insert_known_messages =
+  "WITH i AS (\n"
+  KAPSO_MESSAGE_COLUMNS ", $13::text[])\n"
+  "    AS i(workspace_id, phone, direction, sender_type, content, message_type, media_url,\n"
+  "         kapso_message_id, metadata, ts, status, preview, name)),\n"
+  "r AS (\n"
+  "  SELECT i.*, c.id AS contact_id, c.named, v.id AS conversation_id FROM i\n"
+  "  CROSS JOIN LATERAL (SELECT x.id, coalesce(x.name, '') <> '' AS named FROM contacts x\n"
+  "    WHERE x.workspace_id = i.workspace_id AND x.phone = i.phone LIMIT 1) c\n"
+  "  CROSS JOIN LATERAL (SELECT y.id FROM conversations y\n"
+  "    WHERE y.workspace_id = i.workspace_id AND y.contact_id = c.id LIMIT 1) v\n"
+  "),\n"
+  "named AS (\n"
+  "  UPDATE contacts c SET name = u.name, updated_at = now()\n"
+  "  FROM (SELECT DISTINCT ON (contact_id) contact_id, name FROM r\n"
+  "        WHERE NOT r.named AND r.name IS NOT NULL ORDER BY contact_id) u\n"
+  "  WHERE c.id = u.contact_id AND coalesce(c.name, '') = ''\n"
+  "  RETURNING 1),\n"
+  KAPSO_INSERT_MESSAGES_TAIL;
+
+#undef KAPSO_INSERT_MESSAGES_TAIL
+#undef KAPSO_MESSAGE_COLUMNS
 
 // Conversations closed by whatsapp.conversation.ended.
 const char* const close_conversations =
@@ -315,6 +351,7 @@ const statement_text statements[] = {
   {statement::upsert_contacts, "upsert_contacts", upsert_contacts},
   {statement::insert_conversations, "insert_conversations", insert_conversations},
   {statement::insert_messages, "insert_messages", insert_messages},
+  {statement::insert_known_messages, "insert_known_messages", insert_known_messages},
   {statement::close_conversations, "close_conversations", close_conversations},
   {statement::write_statuses, "write_statuses", write_statuses},
   {statement::apply_pending_statuses, "apply_pending_statuses", apply_pending_statuses},

@@ -26,6 +26,7 @@ enum class statement : size_t {
   upsert_contacts,          // (workspace_id[], phone[], name[], bsuid[])
   insert_conversations,     // (workspace_id[], phone[])
   insert_messages,          // one array per message column -> inserted / unresolved
+  insert_known_messages,    // the same + contact names, without the upserts before
   close_conversations,      // (workspace_id[], phone[])
   write_statuses,           // (workspace_id[], message id[], status[], error[]) -> per message
   apply_pending_statuses,   // (workspace_id[], message id[])

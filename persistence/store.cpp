@@ -116,16 +116,20 @@ void add_contacts_and_conversations(pg_pipeline& pipeline, const batch_plan& pla
   pipeline.add(sql::name_of(statement::insert_conversations), columns({&conv_ws, &conv_phone}));
 }
 
-std::optional<size_t> add_messages(pg_pipeline& pipeline, const batch_plan& plan,
+// The messages `which` (indices into entries) with their columns; for
+// insert_known_messages also the contact names that fill empty ones.
+std::optional<size_t> add_messages(pg_pipeline& pipeline, statement s,
+                                   const std::vector<size_t>& which,
                                    const std::vector<batch_entry>& entries,
                                    const std::vector<std::string_view>& keys) {
-  if (plan.messages.empty())
+  if (which.empty())
     return std::nullopt;
   pg_array ws{pg_type::uuid}, phone{pg_type::text}, direction{pg_type::text},
     sender{pg_type::text}, content{pg_type::text}, type{pg_type::text}, media{pg_type::text},
     id{pg_type::text}, metadata{pg_type::jsonb}, ts{pg_type::int8}, status{pg_type::text},
-    preview{pg_type::text};
-  for (auto i : plan.messages) {
+    preview{pg_type::text}, name{pg_type::text};
+  bool with_names = s == statement::insert_known_messages;
+  for (auto i : which) {
     const auto& e = entries[i];
     const auto& ev = *e.ev;
     add_workspace(ws, e.workspace_id);
@@ -140,10 +144,14 @@ std::optional<size_t> add_messages(pg_pipeline& pipeline, const batch_plan& plan
     ts.add_int8(e.timestamp);
     status.add_text_or_null(ev.status);
     preview.add_text(ev.preview);
+    if (with_names)
+      name.add_text_or_null(ev.contact_name);
   }
-  return pipeline.add(sql::name_of(statement::insert_messages),
-                      columns({&ws, &phone, &direction, &sender, &content, &type, &media, &id,
-                               &metadata, &ts, &status, &preview}));
+  auto params = columns({&ws, &phone, &direction, &sender, &content, &type, &media, &id,
+                         &metadata, &ts, &status, &preview});
+  if (with_names)
+    params.push_back(std::move(name).take());
+  return pipeline.add(sql::name_of(s), std::move(params));
 }
 
 void add_closings(pg_pipeline& pipeline, const batch_plan& plan,
@@ -181,13 +189,13 @@ std::optional<size_t> add_statuses(pg_pipeline& pipeline, const batch_plan& plan
 
 // Statuses that arrived before these outbound messages are applied in the
 // same transaction as the messages.
-void add_pending_for_outbound(pg_pipeline& pipeline, const batch_plan& plan,
+void add_pending_for_outbound(pg_pipeline& pipeline, const std::vector<size_t>& outbound,
                               const std::vector<batch_entry>& entries) {
-  if (plan.outbound.empty())
+  if (outbound.empty())
     return;
   pg_array ws{pg_type::uuid};
   pg_array id{pg_type::text};
-  for (auto i : plan.outbound) {
+  for (auto i : outbound) {
     add_workspace(ws, entries[i].workspace_id);
     id.add_text(entries[i].ev->message_id);
   }
@@ -196,19 +204,60 @@ void add_pending_for_outbound(pg_pipeline& pipeline, const batch_plan& plan,
 
 // -- reading the answers -------------------------------------------------------------
 
-void read_messages(const pg_rows& rows, const batch_plan& plan,
-                   const std::vector<batch_entry>& entries, batch_result& result,
-                   std::set<pair_key>& inserted) {
+// Marks the messages `which` that were not inserted as duplicates; returns
+// the (workspace, message id) of those whose conversation was not found.
+std::set<pair_key> read_messages(const pg_rows& rows, const std::vector<size_t>& which,
+                                 const std::vector<batch_entry>& entries, batch_result& result,
+                                 std::set<pair_key>& inserted) {
+  std::set<pair_key> unresolved;
   for (size_t r = 0; r < rows.size(); ++r) {
+    auto key = key_of(rows.text(r, 0), rows.text(r, 1));
     if (rows.text(r, 2) == "unresolved")
-      // Deleted by another application between the steps: the attempt is
-      // retried (the upserts create it again), or the event waits.
-      throw db_error("23503", "a conversation vanished while its batch was written", false);
-    inserted.insert(key_of(rows.text(r, 0), rows.text(r, 1)));
+      unresolved.insert(std::move(key));
+    else
+      inserted.insert(std::move(key));
   }
-  for (auto i : plan.messages)
-    if (inserted.count(key_of(entries[i].workspace_id, entries[i].ev->message_id)) == 0)
+  for (auto i : which) {
+    auto key = key_of(entries[i].workspace_id, entries[i].ev->message_id);
+    if (inserted.count(key) == 0 && unresolved.count(key) == 0)
       result.outcomes[i] = write_outcome::duplicate;
+  }
+  return unresolved;
+}
+
+// After the upserts a conversation can only be missing if another
+// application deleted it between the steps: the attempt is retried (the
+// upserts create it again), or the event waits.
+void require_resolved(const std::set<pair_key>& unresolved) {
+  if (!unresolved.empty())
+    throw db_error("23503", "a conversation vanished while its batch was written", false);
+}
+
+// Messages and statuses only, every customer known by a phone (or a key of
+// its own, no identity to link): the batch can try the statement for
+// existing conversations first.
+bool fits_known_path(const std::vector<batch_entry>& entries) {
+  for (const auto& e : entries) {
+    switch (e.ev->kind) {
+      case event_kind::message_received:
+      case event_kind::message_sent:
+        if (!e.ev->contact_bsuid.empty())
+          return false;
+        break;
+      case event_kind::message_status:
+        break;
+      case event_kind::conversation_created:
+      case event_kind::conversation_ended:
+      case event_kind::conversation_inactive:
+      case event_kind::unknown:
+      case event_kind::message_edit:
+      case event_kind::message_revoke:
+      case event_kind::contact_number_changed:
+      case event_kind::contact_identity_changed:
+        return false;
+    }
+  }
+  return true;
 }
 
 void read_statuses(const pg_rows& rows, const batch_plan& plan,
@@ -347,30 +396,48 @@ void inbox_store::disconnect() noexcept {
 
 batch_result inbox_store::commit_batch(const std::vector<batch_entry>& entries,
                                        pg_deadline deadline) {
-  batch_result result;
-  result.outcomes.assign(entries.size(), write_outcome::accepted);
   deadline = connect_before(deadline);
+  if (!waiting_.loaded())
+    waiting_.load(session_, deadline);
   std::vector<std::string> key_storage;
   auto keys = resolve_bsuid_keys(session_, entries, key_storage, deadline);
   auto plan = plan_batch(entries, keys);
+  batch_result result;
+  result.outcomes.assign(entries.size(), write_outcome::accepted);
+  if (fits_known_path(entries) && !has_lifecycle_work(waiting_, entries, keys))
+    write_known_first(entries, keys, plan, deadline, result);
+  else
+    write_everything(entries, keys, plan, deadline, result);
+  // Later copies of a message in the batch share its fate: stored once,
+  // they are duplicates of it.
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (plan.outcome_of[i] != i)
+      result.outcomes[i] = write_outcome::duplicate;
+  return result;
+}
 
+// Every step in one pipeline: the upserts of contacts and conversations,
+// then messages, closings, statuses; lifecycle changes after them in the
+// same (then explicit) transaction.
+void inbox_store::write_everything(const std::vector<batch_entry>& entries,
+                                   const std::vector<std::string_view>& keys,
+                                   const batch_plan& plan, pg_deadline deadline,
+                                   batch_result& result) {
   pg_pipeline pipeline;
   add_bsuid_links(pipeline, plan);
   add_contacts_and_conversations(pipeline, plan);
-  auto messages = add_messages(pipeline, plan, entries, keys);
+  auto messages = add_messages(pipeline, statement::insert_messages, plan.messages, entries, keys);
   add_closings(pipeline, plan, entries, keys);
   auto statuses = add_statuses(pipeline, plan, entries);
-  add_pending_for_outbound(pipeline, plan, entries);
+  add_pending_for_outbound(pipeline, plan.outbound, entries);
 
-  if (!waiting_.loaded())
-    waiting_.load(session_, deadline);
   std::optional<open_transaction> txn;
   if (has_lifecycle_work(waiting_, entries, keys))
     txn.emplace(session_, deadline);
   auto answers = pipeline.empty() ? std::vector<pg_rows>{} : session_.run(pipeline, deadline);
   std::set<pair_key> inserted;
   if (messages)
-    read_messages(answers[*messages], plan, entries, result, inserted);
+    require_resolved(read_messages(answers[*messages], plan.messages, entries, result, inserted));
   if (statuses)
     read_statuses(answers[*statuses], plan, entries, result);
   if (txn) {
@@ -381,12 +448,55 @@ batch_result inbox_store::commit_batch(const std::vector<batch_entry>& entries,
     result.pending.insert(result.pending.end(), changes.waiting.begin(), changes.waiting.end());
     txn->commit();
   }
-  // Later copies of a message in the batch share its fate: stored once,
-  // they are duplicates of it.
-  for (size_t i = 0; i < entries.size(); ++i)
-    if (plan.outcome_of[i] != i)
-      result.outcomes[i] = write_outcome::duplicate;
-  return result;
+}
+
+// The common case: the messages of existing conversations (and the
+// statuses) in one statement each, one pipeline; only the messages whose
+// conversation does not exist yet take the upserts, in a second pipeline.
+// The two commit separately: every write is idempotent, and the batch is
+// answered only after both.
+void inbox_store::write_known_first(const std::vector<batch_entry>& entries,
+                                    const std::vector<std::string_view>& keys,
+                                    const batch_plan& plan, pg_deadline deadline,
+                                    batch_result& result) {
+  pg_pipeline known;
+  auto messages =
+    add_messages(known, statement::insert_known_messages, plan.messages, entries, keys);
+  auto statuses = add_statuses(known, plan, entries);
+  add_pending_for_outbound(known, plan.outbound, entries);
+  auto answers = session_.run(known, deadline);
+  std::set<pair_key> inserted;
+  std::set<pair_key> unresolved;
+  if (messages)
+    unresolved = read_messages(answers[*messages], plan.messages, entries, result, inserted);
+  if (statuses)
+    read_statuses(answers[*statuses], plan, entries, result);
+  if (unresolved.empty())
+    return;
+
+  std::vector<batch_entry> rest;
+  std::vector<std::string_view> rest_keys;
+  std::vector<size_t> origin; // rest index -> entry index
+  for (auto i : plan.messages)
+    if (unresolved.count(key_of(entries[i].workspace_id, entries[i].ev->message_id)) != 0) {
+      rest.push_back(entries[i]);
+      rest_keys.push_back(keys[i]);
+      origin.push_back(i);
+    }
+  auto rest_plan = plan_batch(rest, rest_keys);
+  pg_pipeline created;
+  add_contacts_and_conversations(created, rest_plan);
+  auto rest_messages =
+    add_messages(created, statement::insert_messages, rest_plan.messages, rest, rest_keys);
+  add_pending_for_outbound(created, rest_plan.outbound, rest);
+  auto created_answers = session_.run(created, deadline);
+  batch_result rest_result;
+  rest_result.outcomes.assign(rest.size(), write_outcome::accepted);
+  if (rest_messages)
+    require_resolved(read_messages(created_answers[*rest_messages], rest_plan.messages, rest,
+                                   rest_result, inserted));
+  for (size_t k = 0; k < rest.size(); ++k)
+    result.outcomes[origin[k]] = rest_result.outcomes[k];
 }
 
 void inbox_store::apply_pending(const std::vector<message_ref>& refs, pg_deadline deadline) {

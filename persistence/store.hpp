@@ -82,6 +82,13 @@ public:
   bool schema_current(pg_deadline deadline);
 
 private:
+  void write_everything(const std::vector<batch_entry>& entries,
+                        const std::vector<std::string_view>& keys, const batch_plan& plan,
+                        pg_deadline deadline, batch_result& result);
+  void write_known_first(const std::vector<batch_entry>& entries,
+                         const std::vector<std::string_view>& keys, const batch_plan& plan,
+                         pg_deadline deadline, batch_result& result);
+
   // A (re)connection within its budget (pg_session::connect_within_budget).
   pg_deadline connect_before(pg_deadline deadline);
 
