@@ -9,7 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "actors/metrics.hpp"
+#include "actors/pipeline_metrics.hpp"
 #include "persistence/spool.hpp"
 #include "persistence/store.hpp"
 
@@ -54,9 +54,9 @@ std::vector<write_outcome> commit_with_retries(writer_self self,
     try {
       auto started = clock_type::now();
       auto result = st.store->commit_batch(entries, deadline);
-      metrics::global().commit_seconds.observe(
+      pipeline_metrics::global().commit_seconds.observe(
         std::chrono::duration<double>(clock_type::now() - started).count());
-      metrics::global().batch_size.observe(static_cast<double>(entries.size()));
+      pipeline_metrics::global().batch_size.observe(static_cast<double>(entries.size()));
       if (!result.pending.empty()) {
         // A message committed by another writer while this transaction ran
         // is not seen by it: look again now that both are committed (the
@@ -69,7 +69,7 @@ std::vector<write_outcome> commit_with_retries(writer_self self,
       }
       return std::move(result.outcomes);
     } catch (const std::exception& e) {
-      metrics::global().commit_failures_total++;
+      pipeline_metrics::global().commit_failures_total++;
       auto kind = classify_failure(e);
       if (kind == failure_kind::unavailable)
         throw database_unavailable(e.what());
@@ -134,15 +134,15 @@ void sync_spool_gauges(persistence_state& st) {
     return;
   auto bytes = static_cast<int64_t>(st.outage_spool->bytes());
   auto records = static_cast<int64_t>(st.outage_spool->records());
-  metrics::global().spool_bytes += bytes - st.reported_spool_bytes;
-  metrics::global().spool_records += records - st.reported_spool_records;
+  pipeline_metrics::global().spool_bytes += bytes - st.reported_spool_bytes;
+  pipeline_metrics::global().spool_records += records - st.reported_spool_records;
   st.reported_spool_bytes = bytes;
   st.reported_spool_records = records;
 }
 
 void sync_lane_gauge(persistence_state& st) {
   auto lanes = static_cast<int64_t>(st.lanes->size());
-  metrics::global().conversations_active += lanes - st.reported_lanes;
+  pipeline_metrics::global().conversations_active += lanes - st.reported_lanes;
   st.reported_lanes = lanes;
 }
 
@@ -150,7 +150,7 @@ void sync_lane_gauge(persistence_state& st) {
 std::optional<spool::record> next_record(spool& s) {
   auto corrupt_before = s.corrupt_records();
   auto record = s.next();
-  metrics::global().spool_corrupt_records_total += s.corrupt_records() - corrupt_before;
+  pipeline_metrics::global().spool_corrupt_records_total += s.corrupt_records() - corrupt_before;
   return record;
 }
 
@@ -176,7 +176,7 @@ std::optional<std::vector<write_outcome>> to_spool(writer_self self,
     return std::nullopt;
   }
   sync_spool_gauges(st);
-  metrics::global().spooled_events_total += entries.size();
+  pipeline_metrics::global().spooled_events_total += entries.size();
   schedule_replay(self, false);
   return std::vector<write_outcome>(entries.size(), write_outcome::accepted);
 }
@@ -223,7 +223,7 @@ public:
   }
   void report() {
     for (const auto& [key, n] : counts_)
-      metrics::global().count_event(key.first, key.second, n);
+      pipeline_metrics::global().count_event(key.first, key.second, n);
   }
 
 private:
@@ -246,7 +246,7 @@ void commit_now(writer_self self) {
   }
   st.queued.erase(st.queued.begin(), st.queued.begin() + static_cast<ptrdiff_t>(taken));
   st.queued_events -= events;
-  metrics::global().writer_queue -= static_cast<int64_t>(events);
+  pipeline_metrics::global().writer_queue -= static_cast<int64_t>(events);
   if (!st.queued.empty() && !st.commit_scheduled) {
     st.commit_scheduled = true;
     self->send(self, commit_atom::value);
@@ -337,13 +337,13 @@ void replay(writer_self self) {
           const auto& ev = record->events[i].ev;
           spdlog::error("writer {}: spooled event {} ({}) dropped: its workspace no longer "
                         "exists", st.index, id_for_log(ev), ev.event_type);
-          metrics::global().spool_dropped_events_total++;
+          pipeline_metrics::global().spool_dropped_events_total++;
         }
       st.outage_spool->consumed(*record);
       events += entries.size();
     }
   } catch (const database_unavailable& e) {
-    metrics::global().replayed_events_total += events;
+    pipeline_metrics::global().replayed_events_total += events;
     sync_spool_gauges(st);
     if (!st.db_down)
       spdlog::warn("writer {}: spool replay postponed: {}", st.index, e.what());
@@ -352,7 +352,7 @@ void replay(writer_self self) {
     schedule_replay(self, false);
     return;
   }
-  metrics::global().replayed_events_total += events;
+  pipeline_metrics::global().replayed_events_total += events;
   sync_spool_gauges(st);
   if (st.outage_spool->empty()) {
     if (st.db_down || events > 0)
@@ -375,7 +375,7 @@ void adopt_orphan_spools(persistence_state& st, const std::filesystem::path& dir
         || other % st.cfg.writers != st.index)
       continue;
     spool orphan{entry.path().string(), SIZE_MAX};
-    metrics::global().spool_corrupt_records_total += orphan.corrupt_records();
+    pipeline_metrics::global().spool_corrupt_records_total += orphan.corrupt_records();
     while (auto record = next_record(orphan)) {
       if (st.outage_spool->append(record->events) != spool::append_status::ok) {
         // What is left stays in the orphan's file for the next start.
@@ -397,7 +397,7 @@ void start_spool(writer_self self) {
   std::filesystem::create_directories(dir);
   auto file = dir / ("writer-" + std::to_string(st.index) + ".spool");
   st.outage_spool = std::make_unique<spool>(file.string(), st.cfg.spool_max_bytes / st.cfg.writers);
-  metrics::global().spool_corrupt_records_total += st.outage_spool->corrupt_records();
+  pipeline_metrics::global().spool_corrupt_records_total += st.outage_spool->corrupt_records();
   adopt_orphan_spools(st, dir);
   sync_spool_gauges(st);
   if (!st.outage_spool->empty()) {
@@ -412,9 +412,9 @@ void start_spool(writer_self self) {
 persistence_state::persistence_state() = default;
 
 persistence_state::~persistence_state() {
-  metrics::global().writer_queue -= static_cast<int64_t>(queued_events);
+  pipeline_metrics::global().writer_queue -= static_cast<int64_t>(queued_events);
   if (lanes)
-    metrics::global().conversations_active -= reported_lanes;
+    pipeline_metrics::global().conversations_active -= reported_lanes;
   if (sink)
     for (const auto& part : queued)
       sink->failed(part.ticket, ingest_errc::shutting_down);
@@ -446,7 +446,7 @@ writer_actor::behavior_type persistence_writer(writer_self self, settings cfg, s
       auto n = part.items.size();
       st.queued.push_back(std::move(part));
       st.queued_events += n;
-      metrics::global().writer_queue += static_cast<int64_t>(n);
+      pipeline_metrics::global().writer_queue += static_cast<int64_t>(n);
       if (st.queued_events >= st.cfg.batch_max) {
         commit_now(self);
       } else if (!st.commit_scheduled) {

@@ -8,7 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "actors/metrics.hpp"
+#include "actors/pipeline_metrics.hpp"
 #include "actors/signature.hpp"
 
 namespace kapso {
@@ -124,7 +124,7 @@ bool settle_without_write(router_self self, const event& ev, const workspace_ent
                           delivery_result& counts) {
   auto& st = self->state;
   auto ignore = [&] {
-    metrics::global().count_event(ev.event_type, write_outcome::ignored);
+    pipeline_metrics::global().count_event(ev.event_type, write_outcome::ignored);
     ++counts.ignored;
     return true;
   };
@@ -154,7 +154,7 @@ bool settle_without_write(router_self self, const event& ev, const workspace_ent
     return ignore();
   }
   if (ev.kind == event_kind::conversation_inactive) {
-    metrics::global().count_event(ev.event_type, write_outcome::accepted);
+    pipeline_metrics::global().count_event(ev.event_type, write_outcome::accepted);
     ++counts.accepted;
     return true;
   }
@@ -180,7 +180,7 @@ void process(router_self self, const std::shared_ptr<delivery_job>& job) {
   delivery_result counts;
   counts.ignored = d.malformed;
   if (d.malformed > 0)
-    metrics::global().count_event("malformed", write_outcome::ignored, d.malformed);
+    pipeline_metrics::global().count_event("malformed", write_outcome::ignored, d.malformed);
   std::vector<write_part> parts(st.writers.size());
   auto arrival = static_cast<int64_t>(std::time(nullptr));
   for (size_t i = 0; i < d.events.size(); ++i) {
@@ -294,7 +294,7 @@ void look_up(router_self self, std::vector<std::string> ids) {
           entry.known = true;
           entry.info = std::move(info);
         }
-        metrics::global().workspace_cache_entries = static_cast<int64_t>(st.workspaces.size());
+        pipeline_metrics::global().workspace_cache_entries = static_cast<int64_t>(st.workspaces.size());
         wake(self, ids, true);
       },
       [=](caf::error&) {

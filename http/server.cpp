@@ -15,7 +15,7 @@
 #include <restinio/all.hpp>
 #include <spdlog/spdlog.h>
 
-#include "actors/metrics.hpp"
+#include "http/http_metrics.hpp"
 #include "actors/protocol.hpp"
 #include "http/answers.hpp"
 #include "http/payload.hpp"
@@ -60,7 +60,7 @@ restinio::request_handling_status_t send(const request_handle& req, std::string_
     resp.append_header(restinio::http_field::retry_after, std::to_string(a.retry_after));
   resp.set_body(a.body);
   // Counted before done(): once the client has the answer, /metrics shows it.
-  metrics::global().count_request(
+  http_metrics::global().count_request(
     route, a.status,
     std::chrono::duration<double>(std::chrono::steady_clock::now() - req->extra_data().at)
       .count());
@@ -85,7 +85,7 @@ public:
                      entry{std::move(req), std::chrono::steady_clock::now(), events, bytes, 0, {}});
     bytes_ += bytes;
     ++in_flight_;
-    metrics::global().in_flight_deliveries++;
+    http_metrics::global().in_flight_deliveries++;
     return ticket;
   }
 
@@ -164,7 +164,7 @@ private:
   void answer(entry& e, const http_answer& a) {
     send(e.req, "webhook", a);
     --in_flight_;
-    metrics::global().in_flight_deliveries--;
+    http_metrics::global().in_flight_deliveries--;
     spdlog::debug("delivery of {} events answered {} in {} us: {}", e.events, a.status,
                   std::chrono::duration_cast<std::chrono::microseconds>(
                     std::chrono::steady_clock::now() - e.started).count(),
@@ -298,7 +298,7 @@ struct http_server::impl {
     if (path == "/metrics") {
       http_answer a;
       a.content_type = "text/plain; version=0.0.4; charset=utf-8";
-      a.body = metrics::global().render();
+      a.body = http_metrics::global().render();
       return send(req, "metrics", a);
     }
     return send(req, "other", answer_error(404, "not found"));

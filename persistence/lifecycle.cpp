@@ -25,9 +25,15 @@ bool touches_contact(event_kind kind) {
     case event_kind::conversation_ended:
     case event_kind::contact_identity_changed:
       return true;
-    default:
+    case event_kind::message_status:
+    case event_kind::conversation_inactive:
+    case event_kind::unknown:
+    case event_kind::message_edit:
+    case event_kind::message_revoke:
+    case event_kind::contact_number_changed:
       return false;
   }
+  return false;
 }
 
 std::string message_rows(const std::set<row_key>& messages) {
@@ -202,8 +208,14 @@ batch_effects write_batch(pg_session& session, pg_deadline deadline, waiting_ind
           .field("ts", events[i].timestamp)
           .field("hash", ev.identity_hash);
         break;
-      default:
-        break;
+      case event_kind::message_received:
+      case event_kind::message_sent:
+      case event_kind::message_status:
+      case event_kind::conversation_created:
+      case event_kind::conversation_ended:
+      case event_kind::conversation_inactive:
+      case event_kind::unknown:
+        break; // not lifecycle events: handles() kept them out
     }
   }
 

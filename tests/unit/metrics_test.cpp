@@ -1,5 +1,5 @@
 // Metrics rendering: escaped label values, bounded event types, labelled histograms.
-#include "actors/metrics.hpp"
+#include "http/http_metrics.hpp"
 
 #include <boost/test/unit_test.hpp>
 
@@ -10,9 +10,10 @@ using namespace kapso;
 BOOST_AUTO_TEST_SUITE(metrics_rendering)
 
 BOOST_AUTO_TEST_CASE(label_values_are_escaped) {
-  metrics m;
+  http_metrics m;
+  pipeline_metrics pipeline;
   m.count_request("a\"b\\c\nd", 200, 0.002);
-  auto text = m.render();
+  auto text = m.render(pipeline);
   BOOST_TEST(text.find(R"(kapso_http_requests_total{route="a\"b\\c\nd",code="200"} 1)")
                != std::string::npos,
              text);
@@ -20,12 +21,13 @@ BOOST_AUTO_TEST_CASE(label_values_are_escaped) {
 }
 
 BOOST_AUTO_TEST_CASE(unknown_event_types_are_counted_as_other) {
-  metrics m;
+  http_metrics page;
+  pipeline_metrics m;
   m.count_event("whatsapp.message.received", write_outcome::accepted);
   m.count_event("whatsapp.message.received", write_outcome::accepted);
   m.count_event("something.new", write_outcome::ignored);
   m.count_event(std::string(300 * 1024, 'x'), write_outcome::ignored, 2);
-  auto text = m.render();
+  auto text = page.render(m);
   BOOST_TEST(text.find("kapso_events_total{type=\"whatsapp.message.received\",result=\"accepted\"} 2\n")
                != std::string::npos,
              text);
@@ -37,11 +39,12 @@ BOOST_AUTO_TEST_CASE(unknown_event_types_are_counted_as_other) {
 }
 
 BOOST_AUTO_TEST_CASE(request_durations_by_route_and_code) {
-  metrics m;
+  http_metrics m;
+  pipeline_metrics pipeline;
   m.count_request("webhook", 200, 0.003);
   m.count_request("webhook", 200, 0.3);
   m.count_request("webhook", 503, 12);
-  auto text = m.render();
+  auto text = m.render(pipeline);
   const std::string name = "kapso_http_request_duration_seconds";
   for (auto line : {
          name + "_bucket{route=\"webhook\",code=\"200\",le=\"0.0025\"} 0\n",
@@ -58,8 +61,9 @@ BOOST_AUTO_TEST_CASE(request_durations_by_route_and_code) {
 }
 
 BOOST_AUTO_TEST_CASE(build_info_and_process_metrics) {
-  metrics m;
-  auto text = m.render();
+  http_metrics m;
+  pipeline_metrics pipeline;
+  auto text = m.render(pipeline);
   BOOST_TEST(text.find("kapso_build_info{version=\"" + std::string{kapso_version} + "\"} 1\n")
                != std::string::npos);
   for (auto name : {"process_cpu_seconds_total ", "process_resident_memory_bytes ",

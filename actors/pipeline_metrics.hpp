@@ -1,8 +1,8 @@
-// Process-wide counters, gauges and histograms, rendered for /metrics with the
-// standard process_* metrics and the build version.
+// The pipeline's counters, gauges and histograms (events, batches, spool,
+// writers, workspace cache) and the exposition helpers /metrics is written
+// with; the HTTP layer adds its own and renders the page (http/http_metrics).
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <cstdint>
 #include <map>
@@ -12,9 +12,21 @@
 #include <string_view>
 #include <vector>
 
-#include "actors/protocol.hpp"
+#include "persistence/event.hpp"
 
 namespace kapso {
+
+// Prometheus text exposition format 0.0.4.
+namespace exposition {
+// A label value with \\, \" and \n escaped.
+void append_label_value(std::string& out, std::string_view value);
+// The shortest text that reads back as `value`.
+void append_number(std::string& out, double value);
+void header(std::string& out, std::string_view name, std::string_view help,
+            std::string_view type);
+void gauge(std::string& out, std::string_view name, std::string_view help, int64_t value,
+           std::string_view type = "gauge");
+} // namespace exposition
 
 // A Prometheus histogram with fixed upper bounds; lock-free to observe.
 class histogram {
@@ -31,14 +43,10 @@ private:
   std::atomic<uint64_t> sum_micros_{0};              // sum * 1e6
 };
 
-class metrics {
+class pipeline_metrics {
 public:
-  static metrics& global();
+  static pipeline_metrics& global();
 
-  void count_request(std::string_view route, int status);
-  // Counts the request and adds its duration (handler saw it -> answer sent)
-  // to kapso_http_request_duration_seconds{route,code}.
-  void count_request(std::string_view route, int status, double seconds);
   // An event type that is not one of Kapso's is counted as type="other": the
   // type comes from the wire, and every label value is a series kept forever.
   void count_event(std::string_view type, write_outcome result, uint64_t n = 1);
@@ -48,7 +56,6 @@ public:
   histogram commit_seconds{{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                             0.1, 0.25, 0.5, 1, 2.5, 5}};
   std::atomic<int64_t> conversations_active{0}; // writers' per-conversation states
-  std::atomic<int64_t> in_flight_deliveries{0};
   std::atomic<int64_t> writer_queue{0};        // events waiting in writer batches
   std::atomic<int64_t> spool_bytes{0};
   std::atomic<int64_t> spool_records{0};
@@ -59,11 +66,11 @@ public:
   std::atomic<uint64_t> commit_failures_total{0};
   std::atomic<int64_t> workspace_cache_entries{0};
 
-  // Prometheus text exposition format 0.0.4.
-  std::string render() const;
+  // Appends every pipeline metric to a /metrics page.
+  void render(std::string& out) const;
 
 private:
-  // Orders (text, label) keys of any string type, so a count looks up its
+  // Orders (type, result) keys of any string type, so a count looks up its
   // key without building strings; they are built once, on first insert.
   struct key_less {
     using is_transparent = void;
@@ -72,14 +79,11 @@ private:
       int order = std::string_view{x.first}.compare(std::string_view{y.first});
       if (order != 0)
         return order < 0;
-      return x.second < y.second;
+      return std::string_view{x.second} < std::string_view{y.second};
     }
   };
 
   mutable std::mutex mtx_;
-  std::map<std::pair<std::string, int>, uint64_t, key_less> requests_;
-  // Never erased, so an observation may use its histogram outside the lock.
-  std::map<std::pair<std::string, int>, std::unique_ptr<histogram>, key_less> request_seconds_;
   std::map<std::pair<std::string, std::string>, uint64_t, key_less> events_;
 };
 

@@ -1,0 +1,51 @@
+// The HTTP layer's metrics (requests by route and code, their durations,
+// deliveries in flight) and the /metrics page: these, the pipeline's
+// (actors/pipeline_metrics), the standard process_* metrics and the build.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+
+#include "actors/pipeline_metrics.hpp"
+
+namespace kapso {
+
+class http_metrics {
+public:
+  static http_metrics& global();
+
+  void count_request(std::string_view route, int status);
+  // Counts the request and adds its duration (handler saw it -> answer sent)
+  // to kapso_http_request_duration_seconds{route,code}.
+  void count_request(std::string_view route, int status, double seconds);
+
+  std::atomic<int64_t> in_flight_deliveries{0};
+
+  // The whole page, Prometheus text exposition format 0.0.4, with the
+  // pipeline metrics of `pipeline`.
+  std::string render(const pipeline_metrics& pipeline = pipeline_metrics::global()) const;
+
+private:
+  struct key_less {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& x, const B& y) const {
+      int order = std::string_view{x.first}.compare(std::string_view{y.first});
+      if (order != 0)
+        return order < 0;
+      return x.second < y.second;
+    }
+  };
+
+  mutable std::mutex mtx_;
+  std::map<std::pair<std::string, int>, uint64_t, key_less> requests_;
+  // Never erased, so an observation may use its histogram outside the lock.
+  std::map<std::pair<std::string, int>, std::unique_ptr<histogram>, key_less> request_seconds_;
+};
+
+} // namespace kapso
