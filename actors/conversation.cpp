@@ -2,25 +2,16 @@
 #include "actors/conversation.hpp"
 
 #include <algorithm>
+#include <functional>
 
 namespace kapso {
 
 namespace {
 
-// FNV-1a over both strings with a separator, from a given basis.
-uint64_t fnv1a(std::string_view x, std::string_view y, uint64_t basis) {
-  uint64_t h = basis;
-  auto mix = [&h](std::string_view s) {
-    for (unsigned char c : s) {
-      h ^= c;
-      h *= 1099511628211ull;
-    }
-  };
-  mix(x);
-  h ^= 0xff;
-  h *= 1099511628211ull;
-  mix(y);
-  return h;
+// libstdc++'s Murmur-based hash of a byte range from a seed; two seeds give
+// the two independent halves of a fingerprint.
+uint64_t hash_pair(std::string_view x, std::string_view y, size_t seed) {
+  return std::_Hash_bytes(y.data(), y.size(), std::_Hash_bytes(x.data(), x.size(), seed));
 }
 
 bool is_message(const event& ev) {
@@ -35,8 +26,7 @@ conversation_lanes::conversation_lanes(size_t max_conversations, std::chrono::mi
 
 conversation_lanes::fingerprint conversation_lanes::of(std::string_view workspace_id,
                                                        std::string_view id) {
-  return {fnv1a(workspace_id, id, 14695981039346656037ull),
-          fnv1a(workspace_id, id, 0x9e3779b97f4a7c15ull)};
+  return {hash_pair(workspace_id, id, 0xc70f6907ul), hash_pair(workspace_id, id, 0x9e3779b9ul)};
 }
 
 bool conversation_lanes::recently_committed(std::string_view workspace_id,

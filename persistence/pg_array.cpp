@@ -29,17 +29,19 @@ int hex_value(char c) {
 
 } // namespace
 
-pg_array::pg_array(pg_type type) : type_(type) {
+pg_array::pg_array(pg_type type, size_t expected_bytes) : type_(type) {
+  bytes_.reserve(header_size + expected_bytes);
+  bytes_.resize(header_size);
 }
 
 void pg_array::element_header(int32_t length) {
-  put_u32(elements_, static_cast<uint32_t>(length));
+  put_u32(bytes_, static_cast<uint32_t>(length));
   ++count_;
 }
 
 void pg_array::add_text(std::string_view value) {
   element_header(static_cast<int32_t>(value.size()));
-  elements_.append(value);
+  bytes_.append(value);
 }
 
 void pg_array::add_text_or_null(std::string_view value) {
@@ -51,12 +53,12 @@ void pg_array::add_text_or_null(std::string_view value) {
 
 void pg_array::add_int8(int64_t value) {
   element_header(8);
-  put_u64(elements_, static_cast<uint64_t>(value));
+  put_u64(bytes_, static_cast<uint64_t>(value));
 }
 
 void pg_array::add_bool(bool value) {
   element_header(1);
-  elements_ += value ? '\1' : '\0';
+  bytes_ += value ? '\1' : '\0';
 }
 
 void pg_array::add_jsonb(std::string_view json) {
@@ -66,8 +68,8 @@ void pg_array::add_jsonb(std::string_view json) {
   }
   // jsonb's binary input is a version byte (1) followed by the JSON text.
   element_header(static_cast<int32_t>(json.size() + 1));
-  elements_ += '\1';
-  elements_.append(json);
+  bytes_ += '\1';
+  bytes_.append(json);
 }
 
 bool pg_array::add_uuid(std::string_view canonical) {
@@ -87,32 +89,34 @@ bool pg_array::add_uuid(std::string_view canonical) {
   if (n != 16)
     return false;
   element_header(16);
-  elements_.append(bytes, 16);
+  bytes_.append(bytes, 16);
   return true;
 }
 
 void pg_array::add_null() {
-  put_u32(elements_, 0xFFFFFFFFu); // length -1
+  put_u32(bytes_, 0xFFFFFFFFu); // length -1
   ++count_;
   has_null_ = true;
 }
 
 std::string pg_array::take() && {
-  std::string out;
-  out.reserve(20 + elements_.size());
   if (count_ == 0) {
-    put_u32(out, 0); // an empty array has no dimensions
+    // An empty array has no dimensions: a 12-byte header and nothing else.
+    std::string out;
+    put_u32(out, 0);
     put_u32(out, 0);
     put_u32(out, static_cast<uint32_t>(type_));
     return out;
   }
-  put_u32(out, 1);                              // dimensions
-  put_u32(out, has_null_ ? 1 : 0);              // has nulls
-  put_u32(out, static_cast<uint32_t>(type_));   // element type
-  put_u32(out, static_cast<uint32_t>(count_));  // length of the dimension
-  put_u32(out, 1);                              // lower bound
-  out += elements_;
-  return out;
+  std::string header;
+  header.reserve(header_size);
+  put_u32(header, 1);                              // dimensions
+  put_u32(header, has_null_ ? 1 : 0);              // has nulls
+  put_u32(header, static_cast<uint32_t>(type_));   // element type
+  put_u32(header, static_cast<uint32_t>(count_));  // length of the dimension
+  put_u32(header, 1);                              // lower bound
+  bytes_.replace(0, header_size, header);
+  return std::move(bytes_);
 }
 
 } // namespace kapso

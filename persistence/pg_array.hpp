@@ -21,7 +21,8 @@ enum class pg_type : uint32_t {
 
 class pg_array {
 public:
-  explicit pg_array(pg_type type);
+  // `expected_bytes`: a guess at the elements' size, to grow the buffer once.
+  explicit pg_array(pg_type type, size_t expected_bytes = 0);
 
   void add_text(std::string_view value); // text: bytes as they are (UTF-8)
   // Empty text is SQL NULL: for the optional columns of the batch.
@@ -37,14 +38,16 @@ public:
 
   size_t size() const noexcept { return count_; }
 
-  // The wire bytes; the array object is spent afterwards.
+  // The wire bytes (the header written into its place: no copy); the array
+  // object is spent afterwards.
   std::string take() &&;
 
 private:
   void element_header(int32_t length);
 
+  static constexpr size_t header_size = 20;
   pg_type type_;
-  std::string elements_;
+  std::string bytes_; // the header's place, then the elements
   int32_t count_ = 0;
   bool has_null_ = false;
 };

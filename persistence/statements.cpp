@@ -109,7 +109,8 @@ ON CONFLICT (workspace_id, contact_id) DO NOTHING)";
 // preview bytes) than the one shown, so any arrival order and any number of
 // writers end in the same row. The UPDATE re-reads a row another writer
 // changed meanwhile (READ COMMITTED), so concurrent additions are not lost.
-// A message whose conversation cannot be found comes back as 'unresolved'.
+// Answers by the row's place in the arrays (1-based): (n, true) for each row
+// inserted, (n, false) for one whose conversation cannot be found.
 // The part after `r` (the messages with their conversation ids) is shared by
 // both forms below.
 #define KAPSO_INSERT_MESSAGES_TAIL                                                              \
@@ -149,11 +150,10 @@ ON CONFLICT (workspace_id, contact_id) DO NOTHING)";
   "    updated_at = now()\n"                                                                    \
   "  FROM delta d WHERE v.id = d.conversation_id\n"                                             \
   "  RETURNING 1)\n"                                                                            \
-  "SELECT ins.workspace_id::text, ins.kapso_message_id, ins.direction FROM ins\n"               \
+  "SELECT r.n, true FROM ins JOIN r ON r.workspace_id = ins.workspace_id\n"                   \
+  "                                 AND r.kapso_message_id = ins.kapso_message_id\n"           \
   "UNION ALL\n"                                                                                 \
-  "SELECT i.workspace_id::text, i.kapso_message_id, 'unresolved' FROM i\n"                      \
-  "WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.workspace_id = i.workspace_id\n"                   \
-  "                                    AND r.kapso_message_id = i.kapso_message_id)"
+  "SELECT i.n, false FROM i WHERE NOT EXISTS (SELECT 1 FROM r WHERE r.n = i.n)"
 
 #define KAPSO_MESSAGE_COLUMNS                                                                  \
   "  SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],\n"      \
@@ -163,9 +163,9 @@ ON CONFLICT (workspace_id, contact_id) DO NOTHING)";
 // After the contacts and conversations of the batch were upserted.
 const char* const insert_messages =
   "WITH i AS (\n"
-  KAPSO_MESSAGE_COLUMNS ")\n"
+  KAPSO_MESSAGE_COLUMNS ") WITH ORDINALITY\n"
   "    AS i(workspace_id, phone, direction, sender_type, content, message_type, media_url,\n"
-  "         kapso_message_id, metadata, ts, status, preview)),\n"
+  "         kapso_message_id, metadata, ts, status, preview, n)),\n"
   "r AS (\n"
   "  SELECT i.*, v.id AS conversation_id FROM i\n"
   KAPSO_CONVERSATION_OF("i")
@@ -179,9 +179,9 @@ const char* const insert_messages =
 // upserts afterwards.
 const char* const insert_known_messages =
   "WITH i AS (\n"
-  KAPSO_MESSAGE_COLUMNS ", $13::text[])\n"
+  KAPSO_MESSAGE_COLUMNS ", $13::text[]) WITH ORDINALITY\n"
   "    AS i(workspace_id, phone, direction, sender_type, content, message_type, media_url,\n"
-  "         kapso_message_id, metadata, ts, status, preview, name)),\n"
+  "         kapso_message_id, metadata, ts, status, preview, name, n)),\n"
   "r AS (\n"
   "  SELECT i.*, c.id AS contact_id, c.named, v.id AS conversation_id FROM i\n"
   "  CROSS JOIN LATERAL (SELECT x.id, coalesce(x.name, '') <> '' AS named FROM contacts x\n"

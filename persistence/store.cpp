@@ -124,11 +124,43 @@ std::optional<size_t> add_messages(pg_pipeline& pipeline, statement s,
                                    const std::vector<std::string_view>& keys) {
   if (which.empty())
     return std::nullopt;
-  pg_array ws{pg_type::uuid}, phone{pg_type::text}, direction{pg_type::text},
-    sender{pg_type::text}, content{pg_type::text}, type{pg_type::text}, media{pg_type::text},
-    id{pg_type::text}, metadata{pg_type::jsonb}, ts{pg_type::int8}, status{pg_type::text},
-    preview{pg_type::text}, name{pg_type::text};
+  // Each column's buffer grows once: its size is known before it is built.
+  auto bytes = [&](auto field) {
+    size_t n = 0;
+    for (auto i : which)
+      n += 5 + field(*entries[i].ev).size();
+    return n;
+  };
+  auto fixed = [&](size_t size) { return which.size() * (4 + size); };
+  pg_array ws{pg_type::uuid, fixed(16)};
+  pg_array phone{pg_type::text, bytes([](const event& ev) -> const std::string& {
+                   return ev.contact_key;
+                 })};
+  pg_array direction{pg_type::text, fixed(8)};
+  pg_array sender{pg_type::text, fixed(7)};
+  pg_array content{pg_type::text, bytes([](const event& ev) -> const std::string& {
+                     return ev.content;
+                   })};
+  pg_array type{pg_type::text, fixed(8)};
+  pg_array media{pg_type::text, bytes([](const event& ev) -> const std::string& {
+                   return ev.media_url;
+                 })};
+  pg_array id{pg_type::text, bytes([](const event& ev) -> const std::string& {
+                return ev.message_id;
+              })};
+  pg_array metadata{pg_type::jsonb, bytes([](const event& ev) -> const std::string& {
+                      return ev.metadata_json;
+                    })};
+  pg_array ts{pg_type::int8, fixed(8)};
+  pg_array status{pg_type::text, fixed(9)};
+  pg_array preview{pg_type::text, bytes([](const event& ev) -> const std::string& {
+                     return ev.preview;
+                   })};
   bool with_names = s == statement::insert_known_messages;
+  pg_array name{pg_type::text, with_names ? bytes([](const event& ev) -> const std::string& {
+                                             return ev.contact_name;
+                                           })
+                                         : 0};
   for (auto i : which) {
     const auto& e = entries[i];
     const auto& ev = *e.ev;
@@ -204,23 +236,29 @@ void add_pending_for_outbound(pg_pipeline& pipeline, const std::vector<size_t>& 
 
 // -- reading the answers -------------------------------------------------------------
 
-// Marks the messages `which` that were not inserted as duplicates; returns
-// the (workspace, message id) of those whose conversation was not found.
-std::set<pair_key> read_messages(const pg_rows& rows, const std::vector<size_t>& which,
-                                 const std::vector<batch_entry>& entries, batch_result& result,
-                                 std::set<pair_key>& inserted) {
-  std::set<pair_key> unresolved;
+// Marks the messages `which` that were not inserted as duplicates (rows come
+// back by their place in the statement's arrays); returns the places in
+// `which` of those whose conversation was not found. `inserted`, when
+// given, collects the (workspace, message id) of the inserted ones.
+std::vector<size_t> read_messages(const pg_rows& rows, const std::vector<size_t>& which,
+                                  const std::vector<batch_entry>& entries, batch_result& result,
+                                  std::set<pair_key>* inserted = nullptr) {
+  std::vector<char> state(which.size(), 0); // 0 not inserted, 1 inserted, 2 unresolved
   for (size_t r = 0; r < rows.size(); ++r) {
-    auto key = key_of(rows.text(r, 0), rows.text(r, 1));
-    if (rows.text(r, 2) == "unresolved")
-      unresolved.insert(std::move(key));
-    else
-      inserted.insert(std::move(key));
+    auto n = static_cast<size_t>(rows.integer(r, 0));
+    if (n < 1 || n > which.size())
+      throw db_error({}, "insert_messages answered a row it was not given", false);
+    state[n - 1] = rows.boolean(r, 1) ? 1 : 2;
   }
-  for (auto i : which) {
-    auto key = key_of(entries[i].workspace_id, entries[i].ev->message_id);
-    if (inserted.count(key) == 0 && unresolved.count(key) == 0)
+  std::vector<size_t> unresolved;
+  for (size_t k = 0; k < which.size(); ++k) {
+    auto i = which[k];
+    if (state[k] == 0)
       result.outcomes[i] = write_outcome::duplicate;
+    else if (state[k] == 2)
+      unresolved.push_back(k);
+    else if (inserted != nullptr)
+      inserted->insert(key_of(entries[i].workspace_id, entries[i].ev->message_id));
   }
   return unresolved;
 }
@@ -228,7 +266,7 @@ std::set<pair_key> read_messages(const pg_rows& rows, const std::vector<size_t>&
 // After the upserts a conversation can only be missing if another
 // application deleted it between the steps: the attempt is retried (the
 // upserts create it again), or the event waits.
-void require_resolved(const std::set<pair_key>& unresolved) {
+void require_resolved(const std::vector<size_t>& unresolved) {
   if (!unresolved.empty())
     throw db_error("23503", "a conversation vanished while its batch was written", false);
 }
@@ -437,7 +475,7 @@ void inbox_store::write_everything(const std::vector<batch_entry>& entries,
   auto answers = pipeline.empty() ? std::vector<pg_rows>{} : session_.run(pipeline, deadline);
   std::set<pair_key> inserted;
   if (messages)
-    require_resolved(read_messages(answers[*messages], plan.messages, entries, result, inserted));
+    require_resolved(read_messages(answers[*messages], plan.messages, entries, result, &inserted));
   if (statuses)
     read_statuses(answers[*statuses], plan, entries, result);
   if (txn) {
@@ -465,10 +503,9 @@ void inbox_store::write_known_first(const std::vector<batch_entry>& entries,
   auto statuses = add_statuses(known, plan, entries);
   add_pending_for_outbound(known, plan.outbound, entries);
   auto answers = session_.run(known, deadline);
-  std::set<pair_key> inserted;
-  std::set<pair_key> unresolved;
+  std::vector<size_t> unresolved;
   if (messages)
-    unresolved = read_messages(answers[*messages], plan.messages, entries, result, inserted);
+    unresolved = read_messages(answers[*messages], plan.messages, entries, result);
   if (statuses)
     read_statuses(answers[*statuses], plan, entries, result);
   if (unresolved.empty())
@@ -477,12 +514,12 @@ void inbox_store::write_known_first(const std::vector<batch_entry>& entries,
   std::vector<batch_entry> rest;
   std::vector<std::string_view> rest_keys;
   std::vector<size_t> origin; // rest index -> entry index
-  for (auto i : plan.messages)
-    if (unresolved.count(key_of(entries[i].workspace_id, entries[i].ev->message_id)) != 0) {
-      rest.push_back(entries[i]);
-      rest_keys.push_back(keys[i]);
-      origin.push_back(i);
-    }
+  for (auto k : unresolved) {
+    auto i = plan.messages[k];
+    rest.push_back(entries[i]);
+    rest_keys.push_back(keys[i]);
+    origin.push_back(i);
+  }
   auto rest_plan = plan_batch(rest, rest_keys);
   pg_pipeline created;
   add_contacts_and_conversations(created, rest_plan);
@@ -493,8 +530,8 @@ void inbox_store::write_known_first(const std::vector<batch_entry>& entries,
   batch_result rest_result;
   rest_result.outcomes.assign(rest.size(), write_outcome::accepted);
   if (rest_messages)
-    require_resolved(read_messages(created_answers[*rest_messages], rest_plan.messages, rest,
-                                   rest_result, inserted));
+    require_resolved(
+      read_messages(created_answers[*rest_messages], rest_plan.messages, rest, rest_result));
   for (size_t k = 0; k < rest.size(); ++k)
     result.outcomes[origin[k]] = rest_result.outcomes[k];
 }
