@@ -8,6 +8,7 @@
 #include <vector>
 
 #include <dirent.h>
+#include <time.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -50,8 +51,12 @@ void append_process_metrics(std::string& out) {
     append_number(out, value);
     out.append("\n");
   };
+  // The clock, not /proc's ticks: a fresh process has spent well under one
+  // tick (10 ms) and would show 0.
+  timespec cpu{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &cpu);
   sample("process_cpu_seconds_total", "Total user and system CPU time spent in seconds.",
-         "counter", (field(14) + field(15)) / ticks);
+         "counter", static_cast<double>(cpu.tv_sec) + static_cast<double>(cpu.tv_nsec) / 1e9);
   sample("process_resident_memory_bytes", "Resident memory size in bytes.", "gauge",
          field(24) * page);
   sample("process_virtual_memory_bytes", "Virtual memory size in bytes.", "gauge", field(23));

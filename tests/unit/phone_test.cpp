@@ -1,7 +1,11 @@
 // Phone normalisation to E.164 and masking for logs.
 #include "http/phone.hpp"
 
+#include <random>
+
 #include <boost/test/unit_test.hpp>
+#include <phonenumbers/phonenumber.pb.h>
+#include <phonenumbers/phonenumberutil.h>
 
 using namespace kapso;
 
@@ -54,6 +58,35 @@ BOOST_AUTO_TEST_CASE(garbage_is_empty) {
 BOOST_AUTO_TEST_CASE(unknown_region_only_reads_international_numbers) {
   BOOST_TEST(normalise_phone("5551234567", "XX") == "");
   BOOST_TEST(normalise_phone("+15551234567", "XX") == "+15551234567");
+}
+
+// International numbers skip libphonenumber's regular expressions; the answer
+// must be the parser's, number for number (a customer stored under one form
+// must be found again under it).
+BOOST_AUTO_TEST_CASE(international_numbers_normalise_as_the_parser_does) {
+  using i18n::phonenumbers::PhoneNumber;
+  using i18n::phonenumbers::PhoneNumberUtil;
+  const auto& util = *PhoneNumberUtil::GetInstance();
+  std::mt19937_64 rng{20261202};
+  size_t accepted = 0;
+  for (int i = 0; i < 200000; ++i) {
+    std::string number = "+";
+    number += static_cast<char>('1' + rng() % 9);
+    auto digits = 7 + rng() % 9;
+    for (size_t k = 1; k < digits; ++k)
+      number += static_cast<char>('0' + rng() % 10);
+    PhoneNumber parsed;
+    std::string expected;
+    if (util.Parse(number, "ZZ", &parsed) == PhoneNumberUtil::NO_PARSING_ERROR
+        && util.IsPossibleNumber(parsed))
+      util.Format(parsed, PhoneNumberUtil::E164, &expected);
+    auto got = normalise_phone(number, "US");
+    accepted += got.empty() ? 0 : 1;
+    BOOST_TEST_REQUIRE(got == expected, number);
+  }
+  BOOST_TEST(accepted > 50000u);
+  // Where the parser rewrites international numbers, its answer stands.
+  BOOST_TEST(normalise_phone("+5215512345678", "US") == "+525512345678");
 }
 
 BOOST_AUTO_TEST_CASE(mask_keeps_country_code_and_two_last_digits) {
