@@ -104,6 +104,67 @@ RATE="$(awk -v n="$ROWS" -v ms="$MEDIAN_MS" 'BEGIN { printf "%.0f", n * 1000 / m
 printf 'floor: %s rows/s (median of %s rounds of %s rows over %s conversations)\n' \
   "$RATE" "$ROUNDS" "$ROWS" "$CONVERSATIONS"
 
+# For information: what PostgreSQL alone needs for the same rows at the
+# granularity the server writes them, each batch its own (synchronously
+# committed) transaction inside one backend, without and with the inbox
+# update every batch must make (unread count, newest time and preview of its
+# conversations): the limit under any server on this database.
+GRANULAR="$(psql "$SCRATCH_URL" -qX -v ON_ERROR_STOP=1 <<SQL
+TRUNCATE messages;
+CREATE TEMP TABLE conv AS
+  SELECT id, workspace_id, (row_number() OVER (ORDER BY id)) - 1 AS n FROM conversations;
+CREATE UNIQUE INDEX ON conv (n);
+ANALYZE conv;
+CREATE PROCEDURE floor_batches(batches int, size int, inbox bool) LANGUAGE plpgsql AS \$\$
+DECLARE b int;
+BEGIN
+  FOR b IN 0 .. batches - 1 LOOP
+    IF inbox THEN
+      WITH ins AS (
+        INSERT INTO messages (conversation_id, workspace_id, direction, sender_type, content,
+                              message_type, kapso_message_id, metadata, created_at, status)
+        SELECT c.id, c.workspace_id, 'inbound', 'contact',
+               'bench conversation ' || c.n || ' message ' || g, 'text',
+               'wamid.granular.' || size || '.' || inbox || '.' || b || '.' || g, '{}'::jsonb,
+               to_timestamp(1700000000 + b * size + g), 'received'
+        FROM generate_series(1, size) g JOIN conv c ON c.n = (b * size + g) % $CONVERSATIONS
+        RETURNING conversation_id, created_at, content),
+      d AS (SELECT DISTINCT ON (conversation_id) conversation_id, created_at, content,
+                   count(*) OVER (PARTITION BY conversation_id) AS n
+            FROM ins ORDER BY conversation_id, created_at DESC)
+      UPDATE conversations v SET unread_count = v.unread_count + d.n,
+             last_message_at = d.created_at, last_message_preview = left(d.content, 100),
+             updated_at = now()
+      FROM d WHERE v.id = d.conversation_id;
+    ELSE
+      INSERT INTO messages (conversation_id, workspace_id, direction, sender_type, content,
+                            message_type, kapso_message_id, metadata, created_at, status)
+      SELECT c.id, c.workspace_id, 'inbound', 'contact',
+             'bench conversation ' || c.n || ' message ' || g, 'text',
+             'wamid.granular.' || size || '.' || inbox || '.' || b || '.' || g, '{}'::jsonb,
+             to_timestamp(1700000000 + b * size + g), 'received'
+      FROM generate_series(1, size) g JOIN conv c ON c.n = (b * size + g) % $CONVERSATIONS;
+    END IF;
+    COMMIT;
+  END LOOP;
+END \$\$;
+\\timing on
+CALL floor_batches($((ROWS / 50)), 50, false);
+CALL floor_batches($((ROWS / 50)), 50, true);
+CALL floor_batches($((ROWS / 15)), 15, true);
+SQL
+)"
+mapfile -t GRANULAR_MS < <(awk '/^Time: / { print $2 }' <<<"$GRANULAR")
+[ "${#GRANULAR_MS[@]}" = 3 ] || { printf '%s\n' "$GRANULAR" >&2; die "expected 3 timings"; }
+granular() {
+  awk -v what="$1" -v n="$2" -v ms="$3" 'BEGIN {
+    printf "  %s: %.0f rows/s, %.1f us per row\n", what, n * 1000 / ms, ms * 1000 / n }'
+}
+printf 'for information, one backend, each batch its own transaction:\n'
+granular "batches of 50, messages only" "$(( ROWS / 50 * 50 ))" "${GRANULAR_MS[0]}"
+granular "batches of 50 with the inbox update" "$(( ROWS / 50 * 50 ))" "${GRANULAR_MS[1]}"
+granular "batches of 15 with the inbox update" "$(( ROWS / 15 * 15 ))" "${GRANULAR_MS[2]}"
+
 # One key a line, like kapso-bench's JSON: run_scenarios.sh reads it with sed.
 if [ -n "$FLOOR_JSON" ]; then
   {

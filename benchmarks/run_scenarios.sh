@@ -375,8 +375,11 @@ INFO=(
   printf 'each scenario on a fresh database and its own server (%s)\n' \
     "${SERVER_ARGS:-default options}"
   printf 'ceiling (trivial-server, single form): %s deliveries/s\n' "$(num "$CEILING" %.0f)"
-  printf 'floor (PostgreSQL, one INSERT of %s message rows over %s conversations): %s rows/s\n\n' \
+  printf 'floor (PostgreSQL, one INSERT of %s message rows over %s conversations): %s rows/s\n' \
     "$NEW_EVENTS" "$SMALL_CONVERSATIONS" "$(num "$FLOOR" %.0f)"
+  # pg_floor.sh's information lines: the same rows at the server's granularity.
+  sed -n '/^for information/,$p' "$RESULTS_DIR/floor.txt" 2>/dev/null || true
+  printf '\n'
   printf '%-16s %12s %12s %8s %8s %8s %7s %10s %6s %6s %8s %8s\n' scenario deliveries/s \
     events/s 'p50 ms' 'p99 ms' 'window s' non-200 verify 'RSS MB' 'peak' 'srv us/ev' 'pg us/ev'
   for row in "${ROWS[@]}"; do
