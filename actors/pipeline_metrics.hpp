@@ -26,6 +26,21 @@ void header(std::string& out, std::string_view name, std::string_view help,
             std::string_view type);
 void gauge(std::string& out, std::string_view name, std::string_view help, int64_t value,
            std::string_view type = "gauge");
+
+// Orders (label, label) keys of any string type, so a count looks up its key
+// without building strings; they are built once, on first insert.
+struct label_pair_less {
+  using is_transparent = void;
+  template <class A, class B>
+  bool operator()(const A& x, const B& y) const {
+    int order = std::string_view{x.first}.compare(std::string_view{y.first});
+    if (order != 0)
+      return order < 0;
+    return second_less(x.second, y.second);
+  }
+  static bool second_less(int x, int y) { return x < y; }
+  static bool second_less(std::string_view x, std::string_view y) { return x < y; }
+};
 } // namespace exposition
 
 // A Prometheus histogram with fixed upper bounds; lock-free to observe.
@@ -70,21 +85,8 @@ public:
   void render(std::string& out) const;
 
 private:
-  // Orders (type, result) keys of any string type, so a count looks up its
-  // key without building strings; they are built once, on first insert.
-  struct key_less {
-    using is_transparent = void;
-    template <class A, class B>
-    bool operator()(const A& x, const B& y) const {
-      int order = std::string_view{x.first}.compare(std::string_view{y.first});
-      if (order != 0)
-        return order < 0;
-      return std::string_view{x.second} < std::string_view{y.second};
-    }
-  };
-
   mutable std::mutex mtx_;
-  std::map<std::pair<std::string, std::string>, uint64_t, key_less> events_;
+  std::map<std::pair<std::string, std::string>, uint64_t, exposition::label_pair_less> events_;
 };
 
 } // namespace kapso

@@ -31,21 +31,11 @@ public:
   std::string render(const pipeline_metrics& pipeline = pipeline_metrics::global()) const;
 
 private:
-  struct key_less {
-    using is_transparent = void;
-    template <class A, class B>
-    bool operator()(const A& x, const B& y) const {
-      int order = std::string_view{x.first}.compare(std::string_view{y.first});
-      if (order != 0)
-        return order < 0;
-      return x.second < y.second;
-    }
-  };
-
   mutable std::mutex mtx_;
-  std::map<std::pair<std::string, int>, uint64_t, key_less> requests_;
+  std::map<std::pair<std::string, int>, uint64_t, exposition::label_pair_less> requests_;
   // Never erased, so an observation may use its histogram outside the lock.
-  std::map<std::pair<std::string, int>, std::unique_ptr<histogram>, key_less> request_seconds_;
+  std::map<std::pair<std::string, int>, std::unique_ptr<histogram>, exposition::label_pair_less>
+    request_seconds_;
 };
 
 } // namespace kapso
