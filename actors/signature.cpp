@@ -3,7 +3,6 @@
 
 #include <array>
 #include <cctype>
-
 #include <map>
 #include <string>
 
@@ -11,6 +10,8 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
+
+#include "persistence/hex.hpp"
 
 namespace kapso {
 
@@ -85,16 +86,6 @@ bool hmac_sha256(std::string_view secret, std::string_view body, digest& out) {
          && EVP_MAC_final(ctx, out.data(), &out_len, out.size()) == 1 && out_len == digest_size;
 }
 
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
-}
-
 std::string_view trim(std::string_view text) {
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.front())))
     text.remove_prefix(1);
@@ -115,16 +106,13 @@ bool starts_with_ci(std::string_view text, std::string_view prefix) {
 } // namespace
 
 std::string hmac_sha256_hex(std::string_view secret, std::string_view body) {
-  static constexpr char digits[] = "0123456789abcdef";
   digest mac{};
   if (!hmac_sha256(secret, body, mac))
     return {};
   std::string out;
   out.reserve(digest_size * 2);
-  for (auto byte : mac) {
-    out += digits[byte >> 4];
-    out += digits[byte & 0x0f];
-  }
+  for (auto byte : mac)
+    append_hex(out, byte);
   return out;
 }
 

@@ -17,13 +17,6 @@ namespace kapso {
 
 namespace {
 
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
-
 using given_value = std::optional<caf::config_value>;
 
 // CAF's side of every option: any value is kept as given (typed from the INI

@@ -8,13 +8,6 @@ namespace kapso {
 
 namespace {
 
-template <class... Fs>
-struct overloaded : Fs... {
-  using Fs::operator()...;
-};
-template <class... Fs>
-overloaded(Fs...) -> overloaded<Fs...>;
-
 using ms_field = std::chrono::milliseconds settings::*;
 
 option_spec plain_spec(std::string_view name, option_field field, std::string_view help) {

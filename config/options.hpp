@@ -32,6 +32,14 @@ struct option_spec {
   bool secret = false;    // its value is never repeated in messages
 };
 
+// Visits an option_field with one lambda per field type.
+template <class... Fs>
+struct overloaded : Fs... {
+  using Fs::operator()...;
+};
+template <class... Fs>
+overloaded(Fs...) -> overloaded<Fs...>;
+
 // Every option, grouped by section, in the order --help shows them.
 const std::vector<option_spec>& option_specs();
 

@@ -1,10 +1,11 @@
 // JSON text for jsonb_to_recordset parameters.
 #include "persistence/json_rows.hpp"
 
+#include "persistence/hex.hpp"
+
 namespace kapso {
 
 void append_json_string(std::string& out, std::string_view value) {
-  static constexpr char hex[] = "0123456789abcdef";
   out += '"';
   for (unsigned char c : value) {
     switch (c) {
@@ -16,8 +17,7 @@ void append_json_string(std::string& out, std::string_view value) {
       default:
         if (c < 0x20) {
           out += "\\u00";
-          out += hex[c >> 4];
-          out += hex[c & 0xf];
+          append_hex(out, c);
         } else {
           out += static_cast<char>(c);
         }

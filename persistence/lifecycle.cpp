@@ -5,6 +5,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "persistence/batch_plan.hpp"
 #include "persistence/json_rows.hpp"
 #include "persistence/statements.hpp"
 
@@ -18,22 +19,7 @@ constexpr size_t max_waits = 100000;
 // Events that create or touch a contact row: a number change recorded for
 // their key may have to move it.
 bool touches_contact(event_kind kind) {
-  switch (kind) {
-    case event_kind::message_received:
-    case event_kind::message_sent:
-    case event_kind::conversation_created:
-    case event_kind::conversation_ended:
-    case event_kind::contact_identity_changed:
-      return true;
-    case event_kind::message_status:
-    case event_kind::conversation_inactive:
-    case event_kind::unknown:
-    case event_kind::message_edit:
-    case event_kind::message_revoke:
-    case event_kind::contact_number_changed:
-      return false;
-  }
-  return false;
+  return needs_conversation(kind) || kind == event_kind::contact_identity_changed;
 }
 
 std::string message_rows(const std::set<row_key>& messages) {

@@ -2,6 +2,8 @@
 // integers in network byte order.
 #include "persistence/pg_array.hpp"
 
+#include "persistence/hex.hpp"
+
 namespace kapso {
 
 namespace {
@@ -15,16 +17,6 @@ void put_u32(std::string& out, uint32_t value) {
 void put_u64(std::string& out, uint64_t value) {
   put_u32(out, static_cast<uint32_t>(value >> 32));
   put_u32(out, static_cast<uint32_t>(value));
-}
-
-int hex_value(char c) {
-  if (c >= '0' && c <= '9')
-    return c - '0';
-  if (c >= 'a' && c <= 'f')
-    return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F')
-    return c - 'A' + 10;
-  return -1;
 }
 
 } // namespace

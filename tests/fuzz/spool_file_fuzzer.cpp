@@ -16,6 +16,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 #include <spdlog/spdlog.h>
 
+#include "persistence/hex.hpp"
 #include "persistence/spool.hpp"
 #include "tests/fuzz/fuzz_checks.hpp"
 
@@ -55,12 +56,9 @@ void set_contents(const std::string& bytes) {
 // Events whose bytes cannot hold a record header (hex text, fixed numbers):
 // a resynchronising scan must never find a record inside them.
 std::vector<routed_event> batch_of(const std::string& seed, size_t index) {
-  static const char digits[] = "0123456789abcdef";
   std::string hex;
-  for (unsigned char c : seed) {
-    hex += digits[c >> 4];
-    hex += digits[c & 15];
-  }
+  for (unsigned char c : seed)
+    append_hex(hex, c);
   std::vector<routed_event> out(1 + seed.size() % 3);
   for (size_t i = 0; i < out.size(); ++i) {
     out[i].workspace_id = "ws-" + std::to_string(index);
