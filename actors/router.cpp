@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <ctime>
-#include <optional>
 
 #include <spdlog/spdlog.h>
 
@@ -19,9 +18,9 @@ struct delivery_job {
   bool answered = false;
   size_t lookups_left = 0;
   bool lookup_failed = false;
-  // Whether a global secret signs the body, once computed (an HMAC of a
-  // large body is not free).
-  std::optional<bool> global_signed;
+  // Whether a global secret signs the body: computed once in start() when
+  // there are global secrets (an HMAC of a large body is not free).
+  bool global_signed = false;
 };
 
 namespace {
@@ -90,7 +89,7 @@ bool signature_ok(const delivery& d, const std::vector<std::string>& secrets) {
 
 // Every event's workspace must accept the signature; events of unknown
 // workspaces are checked against the global secrets when there are any.
-bool verify(const router_state& st, delivery_job& job,
+bool verify(const router_state& st, const delivery_job& job,
             const std::vector<const workspace_entry*>& entries) {
   const auto& d = *job.d;
   // A delivery without events still proves its signature against the
@@ -109,9 +108,7 @@ bool verify(const router_state& st, delivery_job& job,
     if (std::find(checked.begin(), checked.end(), &secrets) != checked.end())
       continue;
     bool global = &secrets == &st.cfg.webhook_secrets;
-    if (global && !job.global_signed)
-      job.global_signed = signature_ok(d, secrets);
-    if (global ? !*job.global_signed : !signature_ok(d, secrets))
+    if (global ? !job.global_signed : !signature_ok(d, secrets))
       return false;
     checked.push_back(&secrets);
   }
@@ -239,6 +236,23 @@ void wake(router_self self, const std::vector<std::string>& ids, bool ok) {
   }
 }
 
+// The database did not answer for `ids`: those with a known entry (cached
+// or from the directory's snapshot) are served from it; the others fail.
+void wake_known(router_self self, const std::vector<std::string>& ids) {
+  auto& st = self->state;
+  std::vector<std::string> known;
+  std::vector<std::string> failed;
+  for (const auto& id : ids) {
+    auto found = st.workspaces.find(id);
+    if (found != st.workspaces.end() && found->second.known)
+      known.push_back(id);
+    else
+      failed.push_back(id);
+  }
+  wake(self, known, true);
+  wake(self, failed, false);
+}
+
 void look_up(router_self self, std::vector<std::string> ids) {
   auto& st = self->state;
   // The directory's own deadline is actor_timeout; the margin lets its
@@ -254,7 +268,6 @@ void look_up(router_self self, std::vector<std::string> ids) {
           // so they are asked for again soon); ids without one cannot be
           // verified now.
           st.directory_failed_at = now;
-          std::vector<std::string> known;
           for (auto& info : answer.found) {
             auto [it, added] = st.workspaces.try_emplace(info.phone_number_id);
             auto& entry = it->second;
@@ -262,17 +275,9 @@ void look_up(router_self self, std::vector<std::string> ids) {
               --st.unknown_entries;
             entry.known = true;
             entry.fetched = now - st.cfg.workspace_cache_ttl;
-            known.push_back(info.phone_number_id);
             entry.info = std::move(info);
           }
-          std::vector<std::string> missing;
-          for (const auto& id : ids) {
-            auto found = st.workspaces.find(id);
-            if (found == st.workspaces.end() || !found->second.known)
-              missing.push_back(id);
-          }
-          wake(self, known, true);
-          wake(self, missing, false);
+          wake_known(self, ids);
           return;
         }
         st.directory_failed_at = {};
@@ -300,19 +305,8 @@ void look_up(router_self self, std::vector<std::string> ids) {
       [=](caf::error&) {
         // PostgreSQL is away: a workspace we knew keeps working from the
         // cache (its events may go to the spool); unknown ones cannot.
-        auto& st = self->state;
-        st.directory_failed_at = self->clock().now();
-        std::vector<std::string> stale_ok;
-        std::vector<std::string> failed;
-        for (const auto& id : ids) {
-          auto found = st.workspaces.find(id);
-          if (found != st.workspaces.end() && found->second.known)
-            stale_ok.push_back(id);
-          else
-            failed.push_back(id);
-        }
-        wake(self, stale_ok, true);
-        wake(self, failed, false);
+        self->state.directory_failed_at = self->clock().now();
+        wake_known(self, ids);
       });
 }
 
@@ -338,7 +332,6 @@ void start(router_self self, const std::shared_ptr<delivery_job>& job) {
       return;
     }
   }
-  bool global_signed = job->global_signed.value_or(false);
   bool directory_down = st.directory_failed_at != clock_type::time_point{}
                         && now - st.directory_failed_at < directory_down_hold;
   bool throttled = false;
@@ -352,7 +345,7 @@ void start(router_self self, const std::shared_ptr<delivery_job>& job) {
       continue;
     if (cached && found->second.known && directory_down)
       continue; // its last known entry serves while the database is away
-    if (!cached && !global_signed && !take_lookup_token(st, now)) {
+    if (!cached && !job->global_signed && !take_lookup_token(st, now)) {
       throttled = true;
       break;
     }

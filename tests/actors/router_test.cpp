@@ -264,6 +264,24 @@ BOOST_AUTO_TEST_CASE(the_last_known_entries_serve_after_a_restart_while_the_data
   BOOST_TEST(answer(unknown).failure == ingest_errc::unavailable);
 }
 
+BOOST_AUTO_TEST_CASE(a_cached_workspace_missing_from_the_snapshot_is_served_stale) {
+  conf.workspace_cache_ttl = 1s;
+  start_router();
+  auto first = ingest(signed_delivery({message("pn-1", "+15550001111", "wamid.c1")},
+                                      global_secret));
+  BOOST_TEST(answer(first).counts.accepted == 1u);
+  // PostgreSQL goes away and the directory's snapshot lacks pn-1 (say it
+  // was written before pn-1 was registered): the router's own entry serves.
+  directory_seen->from_snapshot = true;
+  directory_seen->known.erase("pn-1");
+  advance(2s);
+  auto stale = ingest(signed_delivery({message("pn-1", "+15550001111", "wamid.c2")},
+                                      global_secret));
+  BOOST_TEST(directory_seen->asked.size() == 2u);
+  BOOST_TEST(!answer(stale).failure.has_value());
+  BOOST_TEST(answer(stale).counts.accepted == 1u);
+}
+
 BOOST_AUTO_TEST_CASE(look_ups_for_deliveries_no_global_secret_signs_are_rate_limited) {
   conf.lookup_rate = 3;
   start_router();
