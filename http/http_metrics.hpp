@@ -25,6 +25,10 @@ public:
   void count_request(std::string_view route, int status, double seconds);
 
   std::atomic<int64_t> in_flight_deliveries{0};
+  // Bytes held by bodies being read and deliveries waiting (one budget).
+  std::atomic<int64_t> in_flight_bytes{0};
+  // Accepts armed again after an accept error had stopped them.
+  std::atomic<uint64_t> accept_restarts_total{0};
 
   // The whole page, Prometheus text exposition format 0.0.4, with the
   // pipeline metrics of `pipeline`.

@@ -17,6 +17,8 @@
 
 #include "http/http_metrics.hpp"
 #include "actors/protocol.hpp"
+#include "http/accept_guard.hpp"
+#include "http/admitting_socket.hpp"
 #include "http/answers.hpp"
 #include "http/payload.hpp"
 
@@ -24,13 +26,40 @@ namespace kapso {
 
 namespace {
 
-constexpr std::string_view webhook_path = "/api/webhook/kapso";
-
 // Each request carries the moment RESTinio handed it to the handler, so every
 // answer can be timed however long it waited.
 struct arrival {
   std::chrono::steady_clock::time_point at = std::chrono::steady_clock::now();
 };
+
+// Client sockets that refuse bodies from their headers, and a connection
+// limit whose limiter re-arms lost accepts (the specialisation below).
+struct http_traits
+  : restinio::traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t,
+                       restinio::details::autodetect_request_handler_type,
+                       restinio::default_strand_t, admitting_socket> {
+  static constexpr bool use_connection_count_limiter = true;
+  using extra_data_factory_t = restinio::simple_extra_data_factory_t<arrival>;
+};
+
+} // namespace
+} // namespace kapso
+
+// RESTinio chooses a server's connection-count limiter through this
+// selector: ours also re-arms accepts that an error took (http/accept_guard).
+template <>
+struct restinio::connection_count_limit_types<kapso::http_traits> {
+  using limiter_t = kapso::accept_limiter;
+  using lifetime_monitor_t = restinio::connection_count_limits::connection_lifetime_monitor_t<
+    limiter_t>;
+};
+
+namespace kapso {
+
+namespace {
+
+constexpr std::string_view webhook_path = "/api/webhook/kapso";
+
 using request_handle = restinio::generic_request_handle_t<arrival>;
 
 std::string_view header_or_empty(const request_handle& req, std::string_view name) {
@@ -73,17 +102,21 @@ restinio::request_handling_status_t send(const request_handle& req, std::string_
 // all are done, or at the first failure.
 class waiting_deliveries final : public answer_sink {
 public:
-  // Takes a delivery of `bytes` of body unless that would pass either bound;
-  // nullopt then (the caller answers 503).
-  std::optional<uint64_t> add(request_handle req, size_t events, size_t bytes,
-                              size_t max_deliveries, size_t max_bytes) {
+  explicit waiting_deliveries(std::shared_ptr<byte_budget> budget) : budget_(std::move(budget)) {}
+
+  // Takes a delivery of `body_bytes` unless that would pass the number of
+  // deliveries or the byte budget; nullopt then (the caller answers 503).
+  // A waiting delivery holds its body twice: in the request, whose handle
+  // answers it, and in the parsed delivery the actors read.
+  std::optional<uint64_t> add(request_handle req, size_t events, size_t body_bytes,
+                              size_t max_deliveries) {
+    auto bytes = 2 * body_bytes;
     std::lock_guard<std::mutex> guard{mutex_};
-    if (waiting_.size() >= max_deliveries || bytes_ + bytes > max_bytes)
+    if (waiting_.size() >= max_deliveries || !budget_->try_take(bytes))
       return std::nullopt;
     auto ticket = next_ticket_++;
     waiting_.emplace(ticket,
                      entry{std::move(req), std::chrono::steady_clock::now(), events, bytes, 0, {}});
-    bytes_ += bytes;
     ++in_flight_;
     http_metrics::global().in_flight_deliveries++;
     return ticket;
@@ -148,7 +181,7 @@ private:
     request_handle req;
     std::chrono::steady_clock::time_point started;
     size_t events = 0;
-    size_t bytes = 0;
+    size_t bytes = 0; // held in the byte budget
     uint32_t parts_done = 0;
     delivery_result counts;
   };
@@ -157,7 +190,7 @@ private:
   entry take(std::map<uint64_t, entry>::iterator found) {
     entry e = std::move(found->second);
     waiting_.erase(found);
-    bytes_ -= e.bytes;
+    budget_->give_back(e.bytes);
     return e;
   }
 
@@ -171,9 +204,9 @@ private:
                   a.body);
   }
 
+  std::shared_ptr<byte_budget> budget_;
   std::mutex mutex_;
   std::map<uint64_t, entry> waiting_;
-  size_t bytes_ = 0; // body bytes of the waiting deliveries
   uint64_t next_ticket_ = 0;
   std::atomic<size_t> in_flight_{0};
 };
@@ -196,12 +229,13 @@ size_t open_descriptors() {
 
 // Descriptors kept free for everything that is not a client connection:
 // database connections and their reconnects, spool and snapshot files,
-// the readiness probe.
+// the readiness and watchdog probes.
 constexpr size_t reserved_descriptors = 32;
 
-// RESTinio stops accepting for good after an accept error such as EMFILE,
-// so the server never lets client connections use up the descriptors:
-// at most the descriptor limit minus what is open now and a reserve.
+// Client connections alone should not use up the descriptors the database
+// and the spool need: at most the descriptor limit minus what is open now
+// and a reserve. (Should descriptors run out anyway, the accept guard
+// starts accepting again once there are some.)
 size_t connection_limit(size_t configured) {
   rlimit limit{};
   if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY)
@@ -214,16 +248,39 @@ size_t connection_limit(size_t configured) {
   return std::min(configured, available);
 }
 
-struct connection_limited_traits
-  : restinio::traits_t<restinio::asio_timer_manager_t, restinio::null_logger_t> {
-  static constexpr bool use_connection_count_limiter = true;
-  using extra_data_factory_t = restinio::simple_extra_data_factory_t<arrival>;
-};
+// Refusals from the headers can come by the thousand (a flood of oversized
+// bodies): one log line per this period, with how many were not logged.
+constexpr auto refusal_log_period = std::chrono::seconds(1);
+
+std::string_view route_of(std::string_view target) {
+  auto path = target.substr(0, target.find('?'));
+  return path.substr(0, webhook_path.size()) == webhook_path ? "webhook" : "other";
+}
 
 } // namespace
 
+void report_refusal(const admission_refusal& refusal) {
+  http_metrics::global().count_request(route_of(refusal.target), refusal.answer.status, 0.0);
+  static std::mutex log_mutex;
+  static std::chrono::steady_clock::time_point last_logged;
+  static uint64_t unlogged = 0;
+  std::lock_guard<std::mutex> guard{log_mutex};
+  auto now = std::chrono::steady_clock::now();
+  if (now - last_logged < refusal_log_period) {
+    ++unlogged;
+    return;
+  }
+  last_logged = now;
+  spdlog::info("request refused from its headers, body not read ({}): {} {} bytes{}",
+               refusal.answer.status, refusal.chunked ? "chunked body past" : "Content-Length",
+               refusal.announced,
+               unlogged > 0 ? fmt::format(" ({} more refused since the last line)", unlogged)
+                            : std::string{});
+  unlogged = 0;
+}
+
 struct http_server::impl {
-  using traits = connection_limited_traits;
+  using traits = http_traits;
 
   caf::actor_system& sys;
   router_actor router;
@@ -231,7 +288,13 @@ struct http_server::impl {
   settings cfg;
   parse_options parse_cfg;
   std::atomic<bool> shutting_down{false};
-  std::shared_ptr<waiting_deliveries> waiting = std::make_shared<waiting_deliveries>();
+  // Bodies being read and deliveries waiting share one bound in bytes.
+  std::shared_ptr<byte_budget> budget;
+  std::shared_ptr<waiting_deliveries> waiting;
+  // Declared before the server: RESTinio's threads run this io_context, and
+  // the guard (and the limiter inside the server) use it.
+  asio_ns::io_context io;
+  accept_guard guard{io};
   std::unique_ptr<restinio::running_server_instance_t<restinio::http_server_t<traits>>> server;
   // Answers 503 for deliveries past http.request-timeout-ms: the actors
   // answer every part, but nothing may wait on them forever.
@@ -240,7 +303,9 @@ struct http_server::impl {
   std::condition_variable sweeper_wake;
   bool sweeper_stop = false;
 
-  impl(caf::actor_system& s, settings c) : sys(s), cfg(std::move(c)) {
+  impl(caf::actor_system& s, settings c)
+    : sys(s), cfg(std::move(c)), budget(std::make_shared<byte_budget>(cfg.max_in_flight_bytes)),
+      waiting(std::make_shared<waiting_deliveries>(budget)) {
     parse_cfg.default_region = cfg.default_region;
   }
 
@@ -296,6 +361,7 @@ struct http_server::impl {
     if (path == "/readyz")
       return readiness(std::move(req));
     if (path == "/metrics") {
+      http_metrics::global().in_flight_bytes = static_cast<int64_t>(budget->in_use());
       http_answer a;
       a.content_type = "text/plain; version=0.0.4; charset=utf-8";
       a.body = http_metrics::global().render();
@@ -359,12 +425,6 @@ struct http_server::impl {
       spdlog::info("delivery refused: content type '{}' is not JSON", content_type);
       return send(req, "webhook", answer_error(415, "content type must be application/json"));
     }
-    if (req->body().size() > cfg.body_limit) {
-      spdlog::info("delivery refused: body of {} bytes exceeds the {} byte limit",
-                   req->body().size(), cfg.body_limit);
-      return send(req, "webhook",
-                  answer_error(413, "body larger than " + std::to_string(cfg.body_limit) + " bytes"));
-    }
     // Cheap early refusal; the exact check is made when the delivery is
     // registered below.
     if (waiting->in_flight() >= cfg.max_in_flight)
@@ -386,8 +446,7 @@ struct http_server::impl {
     if (d->kapso_signature.empty())
       d->kapso_signature = std::string{header_or_empty(req, "X-Kapso-Signature")};
     d->hub_signature = std::string{header_or_empty(req, "X-Hub-Signature-256")};
-    auto ticket = waiting->add(req, d->events.size(), d->body.size(), cfg.max_in_flight,
-                               cfg.max_in_flight_bytes);
+    auto ticket = waiting->add(req, d->events.size(), d->body.size(), cfg.max_in_flight);
     if (!ticket)
       return send(req, "webhook", answer_for(make_error(ingest_errc::overloaded)));
     // Answered through the sink by the actors, or by the deadline sweep.
@@ -413,19 +472,24 @@ void http_server::start(router_actor router, directory_actor directory) {
   i.router = std::move(router);
   i.directory = std::move(directory);
   i.start_sweeper();
-  // Bodies a little over the limit are read so they can be answered 413;
-  // far larger ones are cut off by RESTinio itself.
-  auto hard_limit = std::max<std::uint64_t>(i.cfg.body_limit * 4, 64u << 20);
+  auto policy = std::make_shared<admission_policy>();
+  policy->limits.body_limit = i.cfg.body_limit;
+  policy->budget = i.budget;
+  install_admission_policy(std::move(policy));
+  i.guard.install();
   auto connections = connection_limit(i.cfg.max_connections);
   if (connections < i.cfg.max_connections)
     spdlog::warn("http.max-connections lowered from {} to {} to stay below the descriptor limit",
                  i.cfg.max_connections, connections);
   i.server = restinio::run_async<impl::traits>(
-    restinio::own_io_context(),
+    restinio::external_io_context(i.io),
     restinio::server_settings_t<impl::traits>{}
       .port(i.cfg.port)
       .address(i.cfg.host)
-      .max_pipelined_requests(16)
+      // A request is read only once the one before it is answered, so a
+      // refusal written from the headers (http/admitting_socket.hpp) never
+      // comes before, or in the middle of, an earlier request's answer.
+      .max_pipelined_requests(1)
       .max_parallel_connections(connections)
       .handle_request_timeout(i.cfg.request_timeout + std::chrono::seconds(1))
       // The whole next request (headers and body) must arrive within the
@@ -433,9 +497,15 @@ void http_server::start(router_actor router, directory_actor directory) {
       // are closed and their slots freed.
       .read_next_http_message_timelimit(i.cfg.idle_timeout)
       .write_http_response_timelimit(std::chrono::seconds(10))
-      .incoming_http_msg_limits(restinio::incoming_http_msg_limits_t{}.max_body_size(hard_limit))
+      // Bodies are refused from their headers before this is reached; it
+      // stays as RESTinio's own bound.
+      .incoming_http_msg_limits(
+        restinio::incoming_http_msg_limits_t{}.max_body_size(i.cfg.body_limit))
+      .acceptor_post_bind_hook(
+        [&i](asio_ns::ip::tcp::acceptor& acceptor) { i.guard.watch(acceptor.native_handle()); })
       .request_handler([&i](request_handle req) { return i.handle(std::move(req)); }),
     i.cfg.http_threads);
+  i.guard.start();
 }
 
 void http_server::begin_shutdown() {
