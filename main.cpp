@@ -18,6 +18,7 @@
 #include "actors/supervisor.hpp"
 #include "config/load.hpp"
 #include "http/server.hpp"
+#include "http/watchdog.hpp"
 #include "persistence/spool.hpp"
 #include "persistence/store.hpp"
 
@@ -111,6 +112,9 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
   // Type=notify: systemd counts the service as started only once it listens.
   // Without NOTIFY_SOCKET (not under systemd) both notifications are no-ops.
   sd_notify(0, "READY=1");
+  // With WatchdogSec= set, systemd restarts a process that stops answering
+  // through its own listening socket, whatever the cause.
+  listener_watchdog watchdog{cfg.host, cfg.port};
   spdlog::info("kapso-ingest listening on {}:{} ({} writers, batch-max {}, spool {})",
                cfg.host, cfg.port, cfg.writers, cfg.batch_max,
                cfg.spool_dir.empty() ? std::string{"disabled"} : cfg.spool_dir);
