@@ -14,79 +14,11 @@
 #include <boost/test/unit_test.hpp>
 
 #include "tests/fault/fault_support.hpp"
+#include "tests/fault/raw_client.hpp"
 
 using namespace kapso_test;
 using namespace kapso_fault;
 namespace utf = boost::unit_test;
-
-namespace {
-
-// A TCP connection to the server, connected within 2 s (the kernel completes
-// it from the listen backlog even when the server does not accept); -1 when
-// that fails.
-int open_raw(uint16_t port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0)
-    return -1;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons(port);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    if (errno != EINPROGRESS) {
-      ::close(fd);
-      return -1;
-    }
-    pollfd p{fd, POLLOUT, 0};
-    int error = 0;
-    socklen_t len = sizeof(error);
-    if (::poll(&p, 1, 2000) != 1 || ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &len) != 0
-        || error != 0) {
-      ::close(fd);
-      return -1;
-    }
-  }
-  return fd;
-}
-
-// True once the peer closed or reset the connection (answer bytes, such as
-// a 408, are read and skipped).
-bool closed_by_peer(int fd) {
-  char buffer[4096];
-  for (;;) {
-    auto n = ::recv(fd, buffer, sizeof(buffer), MSG_DONTWAIT);
-    if (n == 0)
-      return true;
-    if (n < 0)
-      return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
-  }
-}
-
-// A delivery to workspace 0 re-sent until answered 200; how long it took,
-// or nullopt when `within` passed first.
-std::optional<std::chrono::milliseconds> signed_delivery_works(uint16_t port,
-                                                               const load_options& options,
-                                                               const std::string& id,
-                                                               std::chrono::milliseconds within) {
-  auto started = clock_type::now();
-  delivery d;
-  d.messages.push_back(message_ref{id, 0, 1730500000});
-  while (clock_type::now() - started < within) {
-    try {
-      http_client client{port, 2s};
-      send_once(client, d, options);
-      if (d.attempts.back().status == 200)
-        return std::chrono::duration_cast<std::chrono::milliseconds>(clock_type::now()
-                                                                     - started);
-    } catch (const std::exception&) {
-      // Not even a client: try again.
-    }
-    std::this_thread::sleep_for(100ms);
-  }
-  return std::nullopt;
-}
-
-} // namespace
 
 BOOST_AUTO_TEST_SUITE(hostile_traffic)
 
