@@ -169,7 +169,10 @@ requeue_result requeue_quarantine(const std::string& spool_dir, size_t spool_max
       result.events += record->events.size();
     }
     if (!quarantine.empty())
-      continue;
+      throw std::runtime_error(path.string() + " could not be read to its end: "
+                               + std::to_string(quarantine.records())
+                               + " quarantined events are left in it ("
+                               + std::to_string(result.events) + " requeued before)");
     std::error_code ec;
     std::filesystem::remove(path, ec);
     if (ec)
