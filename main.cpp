@@ -9,6 +9,7 @@
 #include <thread>
 
 #include <caf/all.hpp>
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <systemd/sd-daemon.h>
 
@@ -19,6 +20,7 @@
 #include "config/load.hpp"
 #include "http/server.hpp"
 #include "http/watchdog.hpp"
+#include "persistence/quarantine.hpp"
 #include "persistence/spool.hpp"
 #include "persistence/store.hpp"
 
@@ -43,6 +45,32 @@ int run_register(const settings& cfg, const workspace_registration& ws) {
   std::cout << register_workspace(cfg.database_url, ws.name, ws.slug, ws.phone_number_id,
                                   ws.secret)
             << "\n";
+  return 0;
+}
+
+// `spool list` only reads, so it works beside a running server; `spool
+// requeue` writes the spool, so it takes the directory's lock like a server
+// and refuses while one holds it: the server replays what it finds at start.
+int run_spool(const settings& cfg, const std::string& action) {
+  // Warnings about unreadable records must not mix with the listing.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("spool"));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+  if (action == "list") {
+    std::cout << quarantine_listing(list_quarantine(cfg.spool_dir));
+    return 0;
+  }
+  std::optional<spool_dir_lock> lock;
+  try {
+    lock.emplace(cfg.spool_dir);
+  } catch (const std::runtime_error& e) {
+    std::cerr << e.what() << ": nothing requeued. Stop that server, run `kapso-ingest spool "
+                             "requeue` again, then start it: it replays the requeued events.\n";
+    return 1;
+  }
+  auto moved = requeue_quarantine(cfg.spool_dir, cfg.spool_max_bytes / cfg.writers);
+  std::cout << "requeued " << moved.events << (moved.events == 1 ? " event" : " events")
+            << " into the spool of " << cfg.spool_dir
+            << "; kapso-ingest replays them when it starts\n";
   return 0;
 }
 
@@ -182,6 +210,8 @@ int main(int argc, char** argv) {
       return run_migrate(values);
     if (line.command == "register-workspace")
       return run_register(values, line.config->workspace);
+    if (line.command == "spool")
+      return run_spool(values, line.action);
     // One process per spool directory, held until the actor system (and
     // every writer in it) is gone.
     std::optional<spool_dir_lock> spool_lock;

@@ -2,7 +2,6 @@
 // next commit takes all of them at once; each part is answered after it.
 #include "actors/persistence.hpp"
 
-#include <cstdio>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -10,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "actors/pipeline_metrics.hpp"
+#include "persistence/quarantine.hpp"
 #include "persistence/spool.hpp"
 #include "persistence/store.hpp"
 
@@ -42,20 +42,73 @@ std::string_view id_for_log(const event& ev) {
   return ev.message_id.empty() ? std::string_view{"-"} : std::string_view{ev.message_id};
 }
 
+// What one attempt made of a batch: an outcome per entry and, for the
+// entries whose write failed unexplained, why.
+struct attempt_result {
+  std::vector<write_outcome> outcomes; // one per entry; `retry` where it failed
+  // Empty, or one per entry: the reason it failed unexplained ("" if not).
+  std::vector<std::string> unexplained;
+
+  bool failed(size_t i) const { return !unexplained.empty() && !unexplained[i].empty(); }
+};
+
+attempt_result commit_with_retries(writer_self self, const std::vector<batch_entry>& entries,
+                                   pg_deadline deadline);
+
+// One bad event must not block the others: each entry on its own.
+attempt_result isolate(writer_self self, const std::vector<batch_entry>& entries,
+                       pg_deadline deadline) {
+  attempt_result result;
+  result.outcomes.reserve(entries.size());
+  for (size_t i = 0; i < entries.size(); ++i) {
+    auto single = commit_with_retries(self, {entries[i]}, deadline);
+    result.outcomes.push_back(single.outcomes[0]);
+    if (single.failed(0)) {
+      result.unexplained.resize(entries.size());
+      result.unexplained[i] = std::move(single.unexplained[0]);
+    }
+  }
+  return result;
+}
+
+// A single event that failed twice for a reason that is not the database's
+// state; `kind` says whose it is.
+attempt_result single_failure(const persistence_state& st, const event& ev, failure_kind kind,
+                              const std::exception& e) {
+  if (kind == failure_kind::stale_reference) {
+    spdlog::warn("event {} ({}) refers to a workspace row that no longer exists; "
+                 "answered 503 so it is delivered again: {}",
+                 id_for_log(ev), ev.event_type, e.what());
+    return {{write_outcome::retry}, {}};
+  }
+  if (kind == failure_kind::unexplained) {
+    // The caller logs it: it knows whether others were stored meanwhile.
+    spdlog::debug("writer {}: event {} ({}) failed unexplained: {}", st.index, id_for_log(ev),
+                  ev.event_type, e.what());
+    return {{write_outcome::retry}, {failure_reason(e)}};
+  }
+  spdlog::warn("event {} ({}) rejected by the database for its own data, ignored: {}",
+               id_for_log(ev), ev.event_type, e.what());
+  return {{write_outcome::ignored}, {}};
+}
+
 // Commits `entries` before `deadline`, retrying conflicts and isolating
-// events whose own data the database rejects (ignored, logged). Throws
+// events whose own data the database rejects (ignored, logged) or whose
+// write fails unexplained (reported in the result). Throws
 // database_unavailable for everything else.
-std::vector<write_outcome> commit_with_retries(writer_self self,
-                                               const std::vector<batch_entry>& entries,
-                                               pg_deadline deadline) {
+attempt_result commit_with_retries(writer_self self, const std::vector<batch_entry>& entries,
+                                   pg_deadline deadline) {
   auto& st = self->state;
   bool retried_once = false;
   for (int attempt = 0;; ++attempt) {
     try {
       auto started = clock_type::now();
       auto result = st.store->commit_batch(entries, deadline);
+      auto stored = clock_type::now();
+      for (const auto& entry : entries)
+        st.last_stored[static_cast<size_t>(entry.ev->kind)] = stored;
       pipeline_metrics::global().commit_seconds.observe(
-        std::chrono::duration<double>(clock_type::now() - started).count());
+        std::chrono::duration<double>(stored - started).count());
       pipeline_metrics::global().batch_size.observe(static_cast<double>(entries.size()));
       if (!result.pending.empty()) {
         // A message committed by another writer while this transaction ran
@@ -67,7 +120,7 @@ std::vector<write_outcome> commit_with_retries(writer_self self,
           spdlog::warn("writer {}: re-applying pending statuses failed: {}", st.index, e.what());
         }
       }
-      return std::move(result.outcomes);
+      return {std::move(result.outcomes), {}};
     } catch (const std::exception& e) {
       pipeline_metrics::global().commit_failures_total++;
       auto kind = classify_failure(e);
@@ -87,24 +140,9 @@ std::vector<write_outcome> commit_with_retries(writer_self self,
         retried_once = true;
         continue;
       }
-      if (entries.size() == 1) {
-        const auto& ev = *entries.front().ev;
-        if (kind == failure_kind::stale_reference) {
-          spdlog::warn("event {} ({}) refers to a workspace row that no longer exists; "
-                       "answered 503 so it is delivered again: {}",
-                       id_for_log(ev), ev.event_type, e.what());
-          return {write_outcome::retry};
-        }
-        spdlog::warn("event {} ({}) rejected by the database for its own data, ignored: {}",
-                     id_for_log(ev), ev.event_type, e.what());
-        return {write_outcome::ignored};
-      }
-      // One bad event must not block the others: write them one by one.
-      std::vector<write_outcome> outcomes;
-      outcomes.reserve(entries.size());
-      for (const auto& entry : entries)
-        outcomes.push_back(commit_with_retries(self, {entry}, deadline)[0]);
-      return outcomes;
+      if (entries.size() > 1)
+        return isolate(self, entries, deadline);
+      return single_failure(st, *entries.front().ev, kind, e);
     }
   }
 }
@@ -128,16 +166,22 @@ void schedule_replay(writer_self self, bool now) {
     self->delayed_send(self, st.cfg.spool_replay_interval, replay_atom::value);
 }
 
-// Brings the process-wide spool gauges in line with this writer's spool.
+// Brings the process-wide spool and quarantine gauges in line with this
+// writer's files.
 void sync_spool_gauges(persistence_state& st) {
   if (!st.outage_spool)
     return;
+  auto& metrics = pipeline_metrics::global();
   auto bytes = static_cast<int64_t>(st.outage_spool->bytes());
   auto records = static_cast<int64_t>(st.outage_spool->records());
-  pipeline_metrics::global().spool_bytes += bytes - st.reported_spool_bytes;
-  pipeline_metrics::global().spool_records += records - st.reported_spool_records;
+  // One event per quarantine record.
+  auto quarantined = static_cast<int64_t>(st.quarantine->records());
+  metrics.spool_bytes += bytes - st.reported_spool_bytes;
+  metrics.spool_records += records - st.reported_spool_records;
+  metrics.quarantine_events += quarantined - st.reported_quarantine_events;
   st.reported_spool_bytes = bytes;
   st.reported_spool_records = records;
+  st.reported_quarantine_events = quarantined;
 }
 
 void sync_lane_gauge(persistence_state& st) {
@@ -154,61 +198,175 @@ std::optional<spool::record> next_record(spool& s) {
   return record;
 }
 
-// The batch durably in the spool: every event is acknowledged (accepted) and
-// will be written by the replay. Nullopt when there is no room.
-std::optional<std::vector<write_outcome>> to_spool(writer_self self,
-                                                    const std::vector<batch_entry>& entries) {
+routed_event copy_of(const batch_entry& e) {
+  routed_event copy{std::string{e.workspace_id}, *e.ev};
+  copy.ev.timestamp = e.timestamp;
+  return copy;
+}
+
+// Appends `events` as one record to the spool and schedules its replay.
+bool append_to_spool(writer_self self, const std::vector<routed_event>& events) {
   auto& st = self->state;
-  if (!st.outage_spool)
-    return std::nullopt;
-  std::vector<routed_event> copies;
-  copies.reserve(entries.size());
-  for (const auto& e : entries) {
-    copies.push_back(routed_event{std::string{e.workspace_id}, *e.ev});
-    copies.back().ev.timestamp = e.timestamp;
-  }
-  auto status = st.outage_spool->append(copies);
+  auto status = st.outage_spool->append(events);
   if (status != spool::append_status::ok) {
     spdlog::error("writer {}: spool {} {}: a batch of {} answered 503", st.index,
                   st.outage_spool->path(),
                   status == spool::append_status::full ? "is full" : "could not be written",
-                  entries.size());
-    return std::nullopt;
+                  events.size());
+    return false;
   }
   sync_spool_gauges(st);
-  pipeline_metrics::global().spooled_events_total += entries.size();
+  pipeline_metrics::global().spooled_events_total += events.size();
   schedule_replay(self, false);
-  return std::vector<write_outcome>(entries.size(), write_outcome::accepted);
+  return true;
 }
 
-// Stores `entries` in PostgreSQL or, when it is unavailable, in the spool.
-// `in_database` tells which; nullopt when neither took them.
-std::optional<std::vector<write_outcome>> store(writer_self self,
-                                                 const std::vector<batch_entry>& entries,
-                                                 bool& in_database) {
+// The batch durably in the spool: every event is acknowledged (accepted) and
+// will be written by the replay; every one `retry` (503) when there is no room.
+attempt_result to_spool(writer_self self, const std::vector<batch_entry>& entries) {
+  auto& st = self->state;
+  std::vector<routed_event> copies;
+  if (st.outage_spool) {
+    copies.reserve(entries.size());
+    for (const auto& e : entries)
+      copies.push_back(copy_of(e));
+  }
+  bool kept = st.outage_spool && append_to_spool(self, copies);
+  return {std::vector<write_outcome>(entries.size(),
+                                     kept ? write_outcome::accepted : write_outcome::retry),
+          {}};
+}
+
+// Events that failed unexplained, one by one into the quarantine, each with
+// its note; false when the file could not take one (the rest stay where
+// they are and are tried again).
+bool quarantine_events(writer_self self, const std::vector<routed_event>& events,
+                       const std::vector<quarantine_note>& notes) {
+  auto& st = self->state;
+  for (size_t i = 0; i < events.size(); ++i) {
+    const auto& r = events[i];
+    auto status = st.quarantine->append({r}, {notes[i]});
+    if (status != spool::append_status::ok) {
+      spdlog::error("writer {}: quarantine {} {}: event {} ({}) stays in the spool", st.index,
+                    st.quarantine->path(),
+                    status == spool::append_status::full ? "is full" : "could not be written",
+                    id_for_log(r.ev), r.ev.event_type);
+      sync_spool_gauges(st);
+      return false;
+    }
+    st.suspects->forget(r);
+    pipeline_metrics::global().quarantined_events_total++;
+    spdlog::error("writer {}: event {} ({}) of workspace {} quarantined after {} failed "
+                  "attempts while others of its kind were stored: {}. `kapso-ingest spool "
+                  "list` shows it, `kapso-ingest spool requeue` puts it back for replay",
+                  st.index, id_for_log(r.ev), r.ev.event_type, r.workspace_id,
+                  notes[i].attempts, notes[i].reason);
+  }
+  sync_spool_gauges(st);
+  return true;
+}
+
+// Events of one attempt that failed unexplained, counted and sorted: those
+// that failed often enough while others were stored go to the quarantine,
+// the others back to the spool to be tried again.
+struct suspects_found {
+  std::vector<routed_event> again;
+  std::vector<routed_event> quarantined;
+  std::vector<quarantine_note> notes; // of `quarantined`
+  bool all_counted = true;            // others were stored around every failure
+};
+
+void sort_suspect(persistence_state& st, routed_event r, const std::string& reason,
+                  clock_type::time_point began, suspects_found& found) {
+  auto now = clock_type::now();
+  auto last_stored = st.last_stored[static_cast<size_t>(r.ev.kind)];
+  auto count = st.suspects->failed(r, began, last_stored, now);
+  found.all_counted = found.all_counted && count.counted;
+  // Not counted: perhaps the database fails everything, and then every
+  // event would log a line.
+  spdlog::log(count.counted ? spdlog::level::warn : spdlog::level::debug,
+              "writer {}: event {} ({}) failed {}: {}", st.index, id_for_log(r.ev),
+              r.ev.event_type,
+              count.counted ? "while others of its kind were stored (attempt "
+                                + std::to_string(count.attempts) + " of "
+                                + std::to_string(st.cfg.spool_quarantine_after) + ")"
+                            : std::string{"while no other of its kind was stored (not counted)"},
+              reason);
+  if (count.attempts < st.cfg.spool_quarantine_after) {
+    found.again.push_back(std::move(r));
+    return;
+  }
+  auto wall = std::chrono::system_clock::now().time_since_epoch();
+  found.notes.push_back({reason, count.attempts,
+                         std::chrono::duration_cast<std::chrono::seconds>(wall).count()});
+  found.quarantined.push_back(std::move(r));
+}
+
+// The entries of a live batch that failed unexplained: acknowledged once
+// durably kept (accepted, like any spooled event) — in the spool, whose
+// replay tries them again, or, when they failed often enough, in the
+// quarantine. Without a spool, or when a file cannot take them, 503.
+void set_aside_live(writer_self self, const std::vector<batch_entry>& entries,
+                    attempt_result& attempt, clock_type::time_point began) {
+  auto& st = self->state;
+  if (!st.outage_spool) {
+    for (size_t i = 0; i < entries.size(); ++i)
+      if (attempt.failed(i))
+        spdlog::warn("writer {}: event {} ({}) failed and the spool is disabled: answered 503: "
+                     "{}",
+                     st.index, id_for_log(*entries[i].ev), entries[i].ev->event_type,
+                     attempt.unexplained[i]);
+    return;
+  }
+  suspects_found found;
+  std::vector<size_t> failed;
+  for (size_t i = 0; i < entries.size(); ++i)
+    if (attempt.failed(i)) {
+      failed.push_back(i);
+      sort_suspect(st, copy_of(entries[i]), attempt.unexplained[i], began, found);
+    }
+  bool kept = (found.again.empty() || append_to_spool(self, found.again))
+              && (found.quarantined.empty()
+                  || quarantine_events(self, found.quarantined, found.notes));
+  if (!kept)
+    return;
+  for (auto i : failed)
+    attempt.outcomes[i] = write_outcome::accepted;
+}
+
+// Stores `entries` in PostgreSQL or, when it is unavailable, in the spool;
+// an entry answered 503 has outcome `retry`. `in_database`: the batch was
+// committed (its entries that failed unexplained are set aside, see
+// set_aside_live).
+attempt_result store(writer_self self, const std::vector<batch_entry>& entries,
+                     bool& in_database) {
   auto& st = self->state;
   in_database = false;
   auto now = clock_type::now();
-  bool spool_first = st.outage_spool && !st.outage_spool->empty();
+  bool spool_first = st.outage_spool && st.outage_backlog && !st.outage_spool->empty();
   bool recently_down = st.db_down && now - st.db_down_since < down_grace;
-  // While the spool holds records, new batches queue behind them (replay
-  // keeps arrival order); right after a failure they go there at once.
+  // While the spool holds what waits for PostgreSQL, new batches queue
+  // behind it (replay keeps arrival order); right after a failure they go
+  // there at once.
   if (spool_first || (recently_down && st.outage_spool))
     return to_spool(self, entries);
   if (!recently_down) {
     try {
-      auto outcomes = commit_with_retries(self, entries, now + st.cfg.commit_timeout);
+      auto attempt = commit_with_retries(self, entries, now + st.cfg.commit_timeout);
       if (st.db_down)
         spdlog::info("writer {}: PostgreSQL is writable again", st.index);
       st.db_down = false;
       in_database = true;
-      return outcomes;
+      if (!attempt.unexplained.empty())
+        set_aside_live(self, entries, attempt, now);
+      return attempt;
     } catch (const database_unavailable& e) {
       if (!st.db_down)
         spdlog::error("writer {}: PostgreSQL unavailable, a batch of {} not committed: {}",
                       st.index, entries.size(), e.what());
       st.db_down = true;
       st.db_down_since = clock_type::now();
+      st.outage_backlog = true;
     }
   }
   return to_spool(self, entries);
@@ -279,15 +437,11 @@ void commit_now(writer_self self) {
     auto now = clock_type::now();
     for (size_t i = 0; i < entries.size(); ++i) {
       auto [p, k] = slot_of[i];
-      if (!written) {
-        part_failed[p] = true;
-        continue;
-      }
-      auto outcome = (*written)[i];
+      auto outcome = written.outcomes[i];
       outcomes[p][k] = outcome;
       if (outcome == write_outcome::retry)
         part_failed[p] = true;
-      else if (in_database && outcome != write_outcome::ignored)
+      else if (in_database && !written.failed(i) && outcome != write_outcome::ignored)
         st.lanes->committed(entries[i].workspace_id, *entries[i].ev, now);
     }
     sync_lane_gauge(st);
@@ -315,32 +469,80 @@ void commit_now(writer_self self) {
   tally.report();
 }
 
+// The events of a spooled record that failed unexplained. When others were
+// stored around every failure, those that failed often enough go to the
+// quarantine and the others to the back of the spool (tried again at the
+// next replay), each durably before the record leaves the head. False: the
+// record stays at the head — nothing else was stored, so it may be the
+// database that fails (new batches then go to PostgreSQL, not behind it: if
+// they are stored, the next attempt counts), or a file could not be written.
+bool set_aside_spooled(writer_self self, const spool::record& record,
+                       const attempt_result& attempt, clock_type::time_point began) {
+  auto& st = self->state;
+  suspects_found found;
+  for (size_t i = 0; i < record.events.size(); ++i)
+    if (attempt.failed(i))
+      sort_suspect(st, record.events[i], attempt.unexplained[i], began, found);
+  if (!found.all_counted) {
+    st.outage_backlog = false;
+    return false;
+  }
+  // The spool first: should the quarantine fail, the record stays and the
+  // events rotated meanwhile are only replayed twice.
+  if (!found.again.empty() && st.outage_spool->append(found.again) != spool::append_status::ok)
+    return false;
+  return found.quarantined.empty() || quarantine_events(self, found.quarantined, found.notes);
+}
+
+// One spooled record: stored (events whose workspace is gone are dropped,
+// those that fail unexplained set aside) and consumed, or kept at the head.
+// Throws database_unavailable.
+bool replay_record(writer_self self, const spool::record& record, size_t& events) {
+  auto& st = self->state;
+  auto began = clock_type::now();
+  auto entries = entries_of(record.events);
+  auto attempt = commit_with_retries(self, entries, began + st.cfg.commit_timeout);
+  size_t set_aside = 0;
+  for (size_t i = 0; i < attempt.outcomes.size(); ++i) {
+    if (attempt.failed(i)) {
+      ++set_aside;
+    } else if (attempt.outcomes[i] == write_outcome::retry) {
+      const auto& ev = record.events[i].ev;
+      spdlog::error("writer {}: spooled event {} ({}) dropped: its workspace no longer "
+                    "exists", st.index, id_for_log(ev), ev.event_type);
+      pipeline_metrics::global().spool_dropped_events_total++;
+    }
+  }
+  if (set_aside > 0 && !set_aside_spooled(self, record, attempt, began))
+    return false;
+  st.outage_spool->consumed(record);
+  events += entries.size() - set_aside;
+  return true;
+}
+
 // Replays the spool in order, a slice at a time; a record leaves the spool
 // only once its events are stored (or can never be: invalid data, a deleted
-// workspace — logged).
+// workspace — logged), or set aside (see set_aside_spooled).
 void replay(writer_self self) {
   auto& st = self->state;
   st.replay_scheduled = false;
   if (!st.outage_spool || st.outage_spool->empty())
     return;
   auto slice_end = clock_type::now() + replay_slice;
+  // Records appended during this slice (events set aside to be tried again)
+  // wait for the next one: at most one attempt per replay interval.
+  auto slice_tail = st.outage_spool->file_bytes();
   size_t events = 0;
+  bool held = false; // the slice ended at a record that waits for the next interval
   try {
     while (clock_type::now() < slice_end) {
       auto record = next_record(*st.outage_spool);
       if (!record)
         break;
-      auto entries = entries_of(record->events);
-      auto outcomes = commit_with_retries(self, entries, clock_type::now() + st.cfg.commit_timeout);
-      for (size_t i = 0; i < outcomes.size(); ++i)
-        if (outcomes[i] == write_outcome::retry) {
-          const auto& ev = record->events[i].ev;
-          spdlog::error("writer {}: spooled event {} ({}) dropped: its workspace no longer "
-                        "exists", st.index, id_for_log(ev), ev.event_type);
-          pipeline_metrics::global().spool_dropped_events_total++;
-        }
-      st.outage_spool->consumed(*record);
-      events += entries.size();
+      if (record->offset >= slice_tail || !replay_record(self, *record, events)) {
+        held = true;
+        break;
+      }
     }
   } catch (const database_unavailable& e) {
     pipeline_metrics::global().replayed_events_total += events;
@@ -349,6 +551,7 @@ void replay(writer_self self) {
       spdlog::warn("writer {}: spool replay postponed: {}", st.index, e.what());
     st.db_down = true;
     st.db_down_since = clock_type::now();
+    st.outage_backlog = true;
     schedule_replay(self, false);
     return;
   }
@@ -358,26 +561,28 @@ void replay(writer_self self) {
     if (st.db_down || events > 0)
       spdlog::info("writer {}: spool replayed into PostgreSQL", st.index);
     st.db_down = false;
+    st.outage_backlog = false;
     return;
   }
-  schedule_replay(self, true); // more to do: after the parts that queued meanwhile
+  // More to do: after the parts that queued meanwhile.
+  schedule_replay(self, !held);
 }
 
-void adopt_orphan_spools(persistence_state& st, const std::filesystem::path& dir) {
-  // Files of writers that no longer exist (the pool shrank) go to a writer
-  // of the current pool, so a restart never strands acknowledged events.
+// Files of writers that no longer exist (the pool shrank) go to a writer of
+// the current pool, so a restart never strands acknowledged events: spool
+// files into its spool, quarantine files into its quarantine.
+void adopt_orphans(persistence_state& st, const std::filesystem::path& dir,
+                   std::string_view suffix, spool& into) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     auto name = entry.path().filename().string();
-    size_t other = 0;
-    if (std::sscanf(name.c_str(), "writer-%zu", &other) != 1
-        || name != "writer-" + std::to_string(other) + ".spool" || other < st.cfg.writers
-        || other % st.cfg.writers != st.index)
+    auto other = writer_of_file(name, suffix);
+    if (!other || *other < st.cfg.writers || *other % st.cfg.writers != st.index)
       continue;
     spool orphan{entry.path().string(), SIZE_MAX};
     pipeline_metrics::global().spool_corrupt_records_total += orphan.corrupt_records();
     while (auto record = next_record(orphan)) {
-      if (st.outage_spool->append(record->events) != spool::append_status::ok) {
+      if (into.append(record->events, record->notes) != spool::append_status::ok) {
         // What is left stays in the orphan's file for the next start.
         spdlog::error("writer {}: cannot take over the rest of {}", st.index, name);
         break;
@@ -395,14 +600,24 @@ void start_spool(writer_self self) {
     return;
   std::filesystem::path dir{st.cfg.spool_dir};
   std::filesystem::create_directories(dir);
-  auto file = dir / ("writer-" + std::to_string(st.index) + ".spool");
-  st.outage_spool = std::make_unique<spool>(file.string(), st.cfg.spool_max_bytes / st.cfg.writers);
+  auto share = st.cfg.spool_max_bytes / st.cfg.writers;
+  st.outage_spool =
+    std::make_unique<spool>(writer_file(st.cfg.spool_dir, st.index, spool_file_suffix), share);
+  // The quarantine has a limit of its own, the same share: a flood of
+  // poison events then waits in the spool instead of filling the disk.
+  st.quarantine = std::make_unique<spool>(
+    writer_file(st.cfg.spool_dir, st.index, quarantine_file_suffix), share);
   pipeline_metrics::global().spool_corrupt_records_total += st.outage_spool->corrupt_records();
-  adopt_orphan_spools(st, dir);
+  adopt_orphans(st, dir, spool_file_suffix, *st.outage_spool);
+  adopt_orphans(st, dir, quarantine_file_suffix, *st.quarantine);
   sync_spool_gauges(st);
+  if (!st.quarantine->empty())
+    spdlog::warn("writer {}: {} quarantined events in {} (`kapso-ingest spool list`)",
+                 st.index, st.quarantine->records(), st.quarantine->path());
   if (!st.outage_spool->empty()) {
     spdlog::info("writer {}: {} spooled batches to replay", st.index,
                  st.outage_spool->records());
+    st.outage_backlog = true;
     schedule_replay(self, true);
   }
 }
@@ -430,6 +645,7 @@ writer_actor::behavior_type persistence_writer(writer_self self, settings cfg, s
                                            st.cfg.connect_timeout);
   st.lanes = std::make_unique<conversation_lanes>(st.cfg.conversation_max / st.cfg.writers,
                                                   st.cfg.conversation_idle);
+  st.suspects = std::make_unique<suspect_tracker>();
   start_spool(self);
   try {
     st.store->ensure_connected(clock_type::now() + st.cfg.connect_timeout);

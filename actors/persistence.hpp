@@ -3,7 +3,9 @@
 // delivery part only after its commit (or after the outage spool took it).
 #pragma once
 
+#include <array>
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,6 +20,7 @@ namespace kapso {
 
 class inbox_store;
 class spool;
+class suspect_tracker;
 
 struct persistence_state {
   settings cfg;
@@ -25,16 +28,29 @@ struct persistence_state {
   answer_sink_ptr sink;
   std::unique_ptr<inbox_store> store;
   std::unique_ptr<spool> outage_spool;      // null when the spool is disabled
+  std::unique_ptr<spool> quarantine;        // null when the spool is disabled
   std::unique_ptr<conversation_lanes> lanes;
   std::vector<write_part> queued;           // parts waiting for the next commit
   size_t queued_events = 0;
   bool commit_scheduled = false;
   bool db_down = false;                     // the last attempt found PostgreSQL unavailable
   std::chrono::steady_clock::time_point db_down_since;
+  // The spool holds batches that wait for PostgreSQL (an outage, or found at
+  // start): new batches queue behind them. Not so while its head is an event
+  // that fails unexplained: the database stores others meanwhile.
+  bool outage_backlog = false;
+  // When a commit last stored events of each kind: a failing event counts
+  // only when others of its kind were stored (a trigger that fails every
+  // message insert while statuses go through quarantines nothing).
+  std::array<std::chrono::steady_clock::time_point, static_cast<size_t>(last_event_kind) + 1>
+    last_stored{};
+  // Events that failed unexplained: how often while others were stored.
+  std::unique_ptr<suspect_tracker> suspects;
   bool replay_scheduled = false;
   std::chrono::steady_clock::time_point last_pending_sweep;
   int64_t reported_spool_bytes = 0;         // this writer's share of the gauges
   int64_t reported_spool_records = 0;
+  int64_t reported_quarantine_events = 0;
   int64_t reported_lanes = 0;
 
   persistence_state();

@@ -168,6 +168,8 @@ void pipeline_metrics::render(std::string& out) const {
   gauge(out, "kapso_replayed_events_total", "Spooled events replayed into PostgreSQL.", static_cast<int64_t>(replayed_events_total.load()), "counter");
   gauge(out, "kapso_spool_corrupt_records_total", "Spool records skipped because they could not be read.", static_cast<int64_t>(spool_corrupt_records_total.load()), "counter");
   gauge(out, "kapso_spool_dropped_events_total", "Spooled events dropped at replay because their workspace no longer exists.", static_cast<int64_t>(spool_dropped_events_total.load()), "counter");
+  gauge(out, "kapso_quarantined_events_total", "Spooled events moved to the quarantine: they kept failing while other events were stored (kapso-ingest spool list).", static_cast<int64_t>(quarantined_events_total.load()), "counter");
+  gauge(out, "kapso_quarantine_events", "Events in the quarantine files, waiting for kapso-ingest spool requeue.", quarantine_events.load());
   gauge(out, "kapso_commit_failures_total", "Batch commits that failed (before retry or spool).", static_cast<int64_t>(commit_failures_total.load()), "counter");
 }
 

@@ -78,6 +78,8 @@ public:
   std::atomic<uint64_t> replayed_events_total{0};
   std::atomic<uint64_t> spool_corrupt_records_total{0};
   std::atomic<uint64_t> spool_dropped_events_total{0};
+  std::atomic<uint64_t> quarantined_events_total{0};
+  std::atomic<int64_t> quarantine_events{0}; // in the writers' quarantine files
   std::atomic<uint64_t> commit_failures_total{0};
   std::atomic<int64_t> workspace_cache_entries{0};
 

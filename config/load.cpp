@@ -270,10 +270,18 @@ command_line parse_command_line(int argc, const char* const* argv) {
       return stop(std::move(result), 0, "kapso-ingest " + std::string{kapso_version});
   }
   if (result.command != "serve" && result.command != "migrate"
-      && result.command != "register-workspace")
+      && result.command != "register-workspace" && result.command != "spool")
     return stop(std::move(result), 2,
                 "unknown command '" + result.command
-                  + "' (expected serve, migrate or register-workspace)");
+                  + "' (expected serve, migrate, register-workspace or spool)");
+  if (result.command == "spool") {
+    if (args.empty() || (args.front() != "list" && args.front() != "requeue"))
+      return stop(std::move(result), 2,
+                  "usage: kapso-ingest spool list|requeue [--spool.dir=DIR] "
+                  "(kapso-ingest --help)");
+    result.action = args.front();
+    args.erase(args.begin());
+  }
   result.config = std::make_unique<ingest_config>();
   auto& cfg = *result.config;
   for (auto& arg : args) {
@@ -305,7 +313,12 @@ command_line parse_command_line(int argc, const char* const* argv) {
                 "invalid configuration: unexpected argument '" + cfg.remainder.front() + "'");
   if (auto problem = cfg.finish(); !problem.empty())
     return stop(std::move(result), 2, problem);
-  if (cfg.values.database_url.empty())
+  // The spool commands read and write files only.
+  if (result.command == "spool" && cfg.values.spool_dir.empty())
+    return stop(std::move(result), 2,
+                "invalid configuration: spool.dir is empty (the spool is disabled, so nothing "
+                "is quarantined)");
+  if (cfg.values.database_url.empty() && result.command != "spool")
     return stop(std::move(result), 2,
                 "invalid configuration: persistence.database-url is empty (set DATABASE_URL)");
   if (result.command == "register-workspace" && cfg.workspace.phone_number_id.empty())

@@ -39,14 +39,15 @@ private:
 
 // What kapso-ingest was asked to do.
 struct command_line {
-  std::string command = "serve";         // serve, migrate or register-workspace
+  std::string command = "serve";         // serve, migrate, register-workspace or spool
+  std::string action;                    // spool: list or requeue
   std::unique_ptr<ingest_config> config; // set when `command` is to run
   int exit_code = 0;                     // otherwise: 0 after --help, 2 when invalid
   std::string output;                    // otherwise: print this (stdout if 0, else stderr)
 };
 
-// The first argument is the command unless it starts with '-'; the rest are
-// options. A bare true/false option means true and "--section.key=" sets an
+// The first argument is the command unless it starts with '-' (`spool` takes
+// its action as the second); the rest are options. A bare true/false option means true and "--section.key=" sets an
 // empty value (CAF's parser wants a value in both cases).
 command_line parse_command_line(int argc, const char* const* argv);
 

@@ -181,6 +181,11 @@ const std::vector<option_spec>& option_specs() {
            "spool size limit, shared by the writers (`503` when full)"),
     millis("spool.replay-interval-ms", &settings::spool_replay_interval, 10, 3600000,
            "replay attempts while the spool is not empty"),
+    number("spool.quarantine-after", &settings::spool_quarantine_after, 1, 1000,
+           "an event whose write fails for no reason of its data or of the database's state "
+           "(a trigger's or internal error) this many times, each while others of its kind "
+           "are stored, moves from the spool to `spool.dir/writer-N.quarantine` "
+           "(`kapso-ingest spool list`)"),
 
     rule("phone.default-region", &settings::default_region, is_region_code,
          "a two-letter region code such as US", "region for numbers without a country code"),
@@ -332,6 +337,11 @@ std::string help_text() {
     "  kapso-ingest register-workspace --workspace.phone-number-id=ID [--workspace.name=N]\n"
     "      [--workspace.slug=S] [--workspace.secret=X] [options]\n"
     "                                   add or update a workspace and print its id\n"
+    "  kapso-ingest spool list [--spool.dir=DIR]\n"
+    "                                   print the quarantined events (also beside a server)\n"
+    "  kapso-ingest spool requeue [--spool.dir=DIR]\n"
+    "                                   move them back into the spool for replay (with no\n"
+    "                                   server running on DIR: it replays them at its start)\n"
     "  kapso-ingest --help | --help-markdown | --help-ini | --version\n"
     "\n"
     "Options come from caf-application.ini in the working directory (or --config-file=PATH),\n"

@@ -16,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <charconv>
 #include <cstring>
 #include <filesystem>
 #include <iterator>
@@ -36,12 +37,17 @@ namespace {
 // payload := u32 event count, then per event: u32 size of its fields, fields
 // field   := u8 tag, u32 length, bytes
 // Unknown tags are skipped and absent fields keep their defaults, so a file
-// written by a newer or older build stays readable.
+// written by a newer or older build stays readable. A quarantine file is a
+// spool file whose events also carry the fields of their quarantine_note.
 
 enum : uint8_t {
   tag_workspace_id = 1,
   tag_kind = 2,
   tag_timestamp = 3,
+  // A quarantined event's note; absent from the spool's own records.
+  tag_reason = 4,
+  tag_attempts = 5,
+  tag_quarantined_at = 6,
   // Tags of the text fields of `event` follow; never reuse a number.
 };
 
@@ -124,8 +130,35 @@ private:
   std::string_view rest_;
 };
 
-bool decode_field(uint8_t tag, std::string_view value, routed_event& r) {
+// A note field sets `noted`; its value is checked whether or not the
+// caller keeps notes, so that every reader agrees on what is valid.
+bool decode_note_field(uint8_t tag, std::string_view value, quarantine_note& note,
+                       bool& noted) {
+  noted = true;
   switch (tag) {
+    case tag_reason:
+      note.reason.assign(value);
+      return true;
+    case tag_attempts:
+      if (value.size() != 4)
+        return false;
+      note.attempts = get_le32(value.data());
+      return true;
+    default: // tag_quarantined_at
+      if (value.size() != 8)
+        return false;
+      note.quarantined_at = static_cast<int64_t>(get_le64(value.data()));
+      return true;
+  }
+}
+
+bool decode_field(uint8_t tag, std::string_view value, routed_event& r,
+                  quarantine_note& note, bool& noted) {
+  switch (tag) {
+    case tag_reason:
+    case tag_attempts:
+    case tag_quarantined_at:
+      return decode_note_field(tag, value, note, noted);
     case tag_workspace_id:
       r.workspace_id.assign(value);
       return true;
@@ -150,16 +183,28 @@ bool decode_field(uint8_t tag, std::string_view value, routed_event& r) {
   }
 }
 
-bool decode_event(std::string_view fields, routed_event& r) {
+bool decode_event(std::string_view fields, routed_event& r, quarantine_note& note,
+                  bool& noted) {
   reader in{fields};
   while (in.left() > 0) {
     uint8_t tag = 0;
     uint32_t size = 0;
     std::string_view value;
-    if (!in.u8(tag) || !in.u32(size) || !in.bytes(size, value) || !decode_field(tag, value, r))
+    if (!in.u8(tag) || !in.u32(size) || !in.bytes(size, value)
+        || !decode_field(tag, value, r, note, noted))
       return false;
   }
   return true;
+}
+
+void put_note(std::string& fields, const quarantine_note& note) {
+  put_field(fields, tag_reason, note.reason);
+  std::string number;
+  put_le32(number, note.attempts);
+  put_field(fields, tag_attempts, number);
+  number.clear();
+  put_le64(number, static_cast<uint64_t>(note.quarantined_at));
+  put_field(fields, tag_quarantined_at, number);
 }
 
 // -- the file ------------------------------------------------------------------
@@ -206,11 +251,13 @@ std::string errno_text() {
 
 } // namespace
 
-std::string encode_spool_batch(const std::vector<routed_event>& events) {
+std::string encode_spool_batch(const std::vector<routed_event>& events,
+                               const std::vector<quarantine_note>& notes) {
   std::string out;
   put_le32(out, static_cast<uint32_t>(events.size()));
   std::string fields;
-  for (const auto& r : events) {
+  for (size_t i = 0; i < events.size(); ++i) {
+    const auto& r = events[i];
     fields.clear();
     put_field(fields, tag_workspace_id, r.workspace_id);
     char kind = static_cast<char>(r.ev.kind);
@@ -220,13 +267,16 @@ std::string encode_spool_batch(const std::vector<routed_event>& events) {
     put_field(fields, tag_timestamp, timestamp);
     for (const auto& field : event_texts)
       put_field(fields, field.tag, r.ev.*field.member);
+    if (i < notes.size())
+      put_note(fields, notes[i]);
     put_le32(out, static_cast<uint32_t>(fields.size()));
     out += fields;
   }
   return out;
 }
 
-bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out) {
+bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out,
+                        std::vector<quarantine_note>* notes) {
   try {
     reader in{payload};
     uint32_t count = 0;
@@ -234,21 +284,50 @@ bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out
     if (!in.u32(count) || count > in.left() / 4)
       return false;
     std::vector<routed_event> events;
+    std::vector<quarantine_note> read_notes;
+    bool noted = false;
     events.reserve(std::min<size_t>(count, 1024));
     for (uint32_t i = 0; i < count; ++i) {
       uint32_t size = 0;
       std::string_view fields;
       events.emplace_back();
-      if (!in.u32(size) || !in.bytes(size, fields) || !decode_event(fields, events.back()))
+      read_notes.emplace_back();
+      if (!in.u32(size) || !in.bytes(size, fields)
+          || !decode_event(fields, events.back(), read_notes.back(), noted))
         return false;
     }
     if (in.left() != 0)
       return false;
     out = std::move(events);
+    if (notes != nullptr) {
+      notes->clear();
+      if (noted)
+        *notes = std::move(read_notes);
+    }
     return true;
   } catch (const std::bad_alloc&) {
     return false;
   }
+}
+
+std::string writer_file(const std::string& dir, size_t writer, std::string_view suffix) {
+  return (std::filesystem::path{dir} / ("writer-" + std::to_string(writer) + std::string{suffix}))
+    .string();
+}
+
+std::optional<size_t> writer_of_file(std::string_view name, std::string_view suffix) {
+  constexpr std::string_view prefix = "writer-";
+  if (name.size() <= prefix.size() + suffix.size() || name.substr(0, prefix.size()) != prefix
+      || name.substr(name.size() - suffix.size()) != suffix)
+    return std::nullopt;
+  auto digits = name.substr(prefix.size(), name.size() - prefix.size() - suffix.size());
+  size_t writer = 0;
+  auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), writer);
+  // "writer-01.spool" is not writer 1's file: it would be adopted twice.
+  if (error != std::errc{} || end != digits.data() + digits.size()
+      || std::to_string(writer) != digits)
+    return std::nullopt;
+  return writer;
 }
 
 // -- spool_dir_lock --------------------------------------------------------------
@@ -298,9 +377,10 @@ spool_dir_lock::~spool_dir_lock() {
 
 // -- spool -------------------------------------------------------------------------
 
-spool::spool(std::string path, size_t max_bytes)
-  : path_(std::move(path)), max_bytes_(max_bytes), cursor_(file_header_size) {
-  fd_ = ::open(path_.c_str(), O_RDWR | O_CLOEXEC);
+spool::spool(std::string path, size_t max_bytes, access mode)
+  : path_(std::move(path)), max_bytes_(max_bytes), cursor_(file_header_size),
+    read_only_(mode == access::read_only) {
+  fd_ = ::open(path_.c_str(), (read_only_ ? O_RDONLY : O_RDWR) | O_CLOEXEC);
   if (fd_ < 0) {
     if (errno == ENOENT)
       return;
@@ -337,8 +417,9 @@ void spool::open_existing() {
     if (!zeros && !ours)
       throw std::runtime_error("spool " + path_ + " is not a kapso-ingest spool file; "
                                "refusing to touch it");
-    spdlog::warn("spool {}: cut off a header that was never completed ({} bytes)", path_,
-                 file_size);
+    if (!read_only_)
+      spdlog::warn("spool {}: cut off a header that was never completed ({} bytes)", path_,
+                   file_size);
     size_ = file_size;
     cut_to(0);
     return;
@@ -379,9 +460,10 @@ void spool::open_existing() {
         pos = p.next;
         continue;
       case found::torn_tail:
-        spdlog::warn("spool {}: cut off an unfinished record at offset {} ({} bytes, never "
-                     "acknowledged): {}",
-                     path_, pos, size_ - pos, p.reason);
+        if (!read_only_)
+          spdlog::warn("spool {}: cut off an unfinished record at offset {} ({} bytes, never "
+                       "acknowledged): {}",
+                       path_, pos, size_ - pos, p.reason);
         cut_to(pos);
         break;
       case found::garbage_tail:
@@ -402,8 +484,11 @@ spool::~spool() {
     ::close(fd_);
 }
 
-spool::append_status spool::append(const std::vector<routed_event>& events) {
-  auto payload = encode_spool_batch(events);
+spool::append_status spool::append(const std::vector<routed_event>& events,
+                                   const std::vector<quarantine_note>& notes) {
+  if (read_only_)
+    return append_status::failed;
+  auto payload = encode_spool_batch(events, notes);
   if (payload.size() > max_record_payload) {
     spdlog::error("spool {}: a batch of {} bytes is over the record limit", path_,
                   payload.size());
@@ -454,7 +539,7 @@ std::optional<spool::record> spool::next() {
     switch (p.what) {
       case found::record: {
         record r;
-        if (!decode_spool_batch(payload, r.events)) {
+        if (!decode_spool_batch(payload, r.events, &r.notes)) {
           count_corrupt(pos, p.next - pos, "payload is not a valid batch");
           if (records_ > 0)
             --records_; // its CRC held, so the opening scan counted it
@@ -473,8 +558,9 @@ std::optional<spool::record> spool::next() {
         pos = p.next;
         continue;
       case found::torn_tail:
-        spdlog::warn("spool {}: cut off an unfinished record at offset {} ({} bytes): {}", path_,
-                     pos, size_ - pos, p.reason);
+        if (!read_only_)
+          spdlog::warn("spool {}: cut off an unfinished record at offset {} ({} bytes): {}",
+                       path_, pos, size_ - pos, p.reason);
         cut_to(pos);
         done = true;
         break;
@@ -631,6 +717,8 @@ bool spool::read_at(uint64_t pos, char* out, size_t size) {
 
 void spool::store_cursor(uint64_t cursor) {
   cursor_ = cursor;
+  if (read_only_)
+    return;
   // A cursor that did not reach the disk only means a record replayed twice.
   if (!write_all_at(fd_, file_header(cursor), 0) || ::fdatasync(fd_) != 0)
     spdlog::warn("spool {}: replay cursor not saved: {}", path_, errno_text());
@@ -646,6 +734,9 @@ void spool::empty_file() {
 
 bool spool::cut_to(uint64_t size) {
   size_ = size;
+  // A reader beside the writer: what looks torn may be an append under way.
+  if (read_only_)
+    return true;
   if (::ftruncate(fd_, static_cast<off_t>(size)) != 0) {
     spdlog::error("spool {}: cannot cut the file back to {} bytes: {}", path_, size,
                   errno_text());

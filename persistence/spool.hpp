@@ -14,14 +14,38 @@
 
 namespace kapso {
 
+// Why an event left the spool for the quarantine (persistence/quarantine.hpp):
+// kept with the event, in the same record, so the two cannot part.
+struct quarantine_note {
+  std::string reason;          // SQLSTATE and PostgreSQL's message, or the exception's
+  uint32_t attempts = 0;       // failed attempts while other events were stored
+  int64_t quarantined_at = 0;  // unix seconds
+};
+
 // The payload of one record: one batch of routed events, every field of
 // `event` and `routed_event` written from ONE field list (a table the encoder
 // and decoder both walk), so a new field cannot be forgotten by one side.
-std::string encode_spool_batch(const std::vector<routed_event>& events);
+// `notes` (one per event, or empty) add the quarantine's fields; a reader
+// that does not ask for them skips them, so a quarantine file replays like
+// a spool file.
+std::string encode_spool_batch(const std::vector<routed_event>& events,
+                               const std::vector<quarantine_note>& notes = {});
 
-// False when `payload` is not a valid encoding; `out` is unchanged then.
-// Never throws, never reads out of bounds, bounded allocation (fuzzed).
-bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out);
+// False when `payload` is not a valid encoding; `out` (and `notes`) are
+// unchanged then. `notes`, when given, gets one note per event if the
+// payload carries any, else stays empty. Never throws, never reads out of
+// bounds, bounded allocation (fuzzed).
+bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out,
+                        std::vector<quarantine_note>* notes = nullptr);
+
+// The files of writer N in a spool directory: "writer-N.spool", its outage
+// spool, and "writer-N.quarantine", its quarantine (the same format, each
+// event with its quarantine_note; never replayed by the server).
+inline constexpr std::string_view spool_file_suffix = ".spool";
+inline constexpr std::string_view quarantine_file_suffix = ".quarantine";
+std::string writer_file(const std::string& dir, size_t writer, std::string_view suffix);
+// N when `name` is exactly "writer-N<suffix>".
+std::optional<size_t> writer_of_file(std::string_view name, std::string_view suffix);
 
 // An exclusive flock(2) on a spool directory, held for the life of the
 // process: a second kapso-ingest on the same directory refuses to start
@@ -47,7 +71,11 @@ public:
   // std::runtime_error when the file has a header of an unknown version or
   // is not a spool file at all (the writer then refuses to start: never
   // truncate what we cannot read).
-  spool(std::string path, size_t max_bytes);
+  // `read_only`: a look at a file another process may be appending to (the
+  // `spool list` command beside a running server): it is opened read-only
+  // and never written, cut or synced; a torn tail only ends the walk.
+  enum class access { read_write, read_only };
+  spool(std::string path, size_t max_bytes, access mode = access::read_write);
   ~spool();
   spool(const spool&) = delete;
   spool& operator=(const spool&) = delete;
@@ -58,7 +86,9 @@ public:
   // `failed`: a write or sync failed (ENOSPC, EIO, EFBIG, ...): the file is
   // cut back (ftruncate) to the last whole record before returning, so the
   // next record cannot be glued to a fragment. Nothing was acknowledged.
-  append_status append(const std::vector<routed_event>& events);
+  // `notes`: see encode_spool_batch (the quarantine's records).
+  append_status append(const std::vector<routed_event>& events,
+                       const std::vector<quarantine_note>& notes = {});
 
   // Replay. next() reads the first valid record at or after the durable
   // cursor, reading one record at a time (never the whole file). Records it
@@ -70,6 +100,7 @@ public:
   // returns the same record.
   struct record {
     std::vector<routed_event> events;
+    std::vector<quarantine_note> notes; // one per event in a quarantine file, else empty
     uint64_t offset = 0;      // where it starts
     uint64_t end_offset = 0;  // where the next one starts
   };
@@ -115,6 +146,7 @@ private:
   uint64_t cursor_ = 0;         // where replay starts (durable in the header)
   uint64_t records_ = 0;
   uint64_t corrupt_ = 0;
+  bool read_only_ = false;
   bool tail_dirty_ = false;     // bytes past size_ that a failed cut left
   bool directory_synced_ = false;
 };

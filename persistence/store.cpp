@@ -388,13 +388,25 @@ failure_kind classify_sqlstate(const std::string& state) {
   // 22: data exception (a value that does not fit, invalid text, bad
   // timestamp...); 23: integrity constraint violations on the event's values
   // (check, not null, unique outside our own ON CONFLICT keys); 54: a value
-  // too large for an index or a limit. Everything else — 08 connection,
-  // 25006 read-only transaction, 42 privileges / undefined objects, 53
-  // resources (disk full), 55 lock not available, 57 shutdown or statement
-  // timeout, 58 / XX system errors — is about the database, not the event.
+  // too large for an index or a limit. The classes below are unexplained;
+  // everything else — 08 connection, 25006 read-only transaction, 42
+  // privileges / undefined objects, 53 resources (disk full), 55 lock not
+  // available, 57 shutdown or statement timeout, 58 I/O errors — is about
+  // the database, not the event.
   auto cls = state.substr(0, 2);
   if (cls == "22" || cls == "23" || cls == "54")
     return failure_kind::bad_data;
+  // A trigger's or routine's exception (09, 27, 2F, 38, 39, P0: RAISE), a
+  // WITH CHECK OPTION (44), a batch that touches a row twice (21), an
+  // internal error (XX: a corrupt page or index entry, a trigger raising
+  // it): one event may cause them while the others are stored. A list of
+  // what may be the event's doing, not of what is not: a class PostgreSQL
+  // adds later counts as the database's, which never quarantines anything.
+  static constexpr std::string_view event_classes[] = {"09", "21", "27", "2F", "38",
+                                                       "39", "44", "P0", "XX"};
+  for (auto c : event_classes)
+    if (cls == c)
+      return failure_kind::unexplained;
   return failure_kind::unavailable;
 }
 
@@ -405,8 +417,9 @@ failure_kind classify_failure(const std::exception& e) {
     return classify_sqlstate(failure->sqlstate());
   }
   // Anything that is not an answer from the database (a bug of ours, an
-  // allocation failure) must not turn an event into "ignored".
-  return failure_kind::unavailable;
+  // allocation failure) must not turn an event into "ignored"; nor may it
+  // stop the writer for good when one event causes it.
+  return failure_kind::unexplained;
 }
 
 inbox_store::inbox_store(std::string url, std::chrono::milliseconds statement_timeout,

@@ -33,11 +33,18 @@ enum class failure_kind {
   conflict,        // deadlock / serialization failure: retry now
   bad_data,        // the event's own values are invalid: no retry can store it
   stale_reference, // a referenced row (workspace) vanished: retry later
+  unexplained,     // about neither the event's values nor the database's state:
+                   // a trigger's exception, an internal error (a corrupt page or
+                   // index entry), a wrong batch, an exception of ours. One event
+                   // may cause it: the writer isolates it, and an event that keeps
+                   // failing while others are stored goes to the quarantine
 };
 
 // Only an error about the event's own data (data exceptions, check and
 // not-null violations on its values, values too large to index) is bad data;
-// anything the database says about itself is `unavailable`.
+// anything the database says about itself is `unavailable`; the classes an
+// event can provoke although its values are valid, and exceptions that are
+// not PostgreSQL's answer, are `unexplained`.
 failure_kind classify_failure(const std::exception& e);
 failure_kind classify_sqlstate(const std::string& sqlstate);
 

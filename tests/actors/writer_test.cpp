@@ -7,6 +7,8 @@
 
 #include <boost/test/unit_test.hpp>
 
+#include "actors/pipeline_metrics.hpp"
+#include "persistence/quarantine.hpp"
 #include "persistence/spool.hpp"
 #include "tests/actors/fixture.hpp"
 
@@ -96,11 +98,68 @@ struct writer_fixture : actor_fixture {
     return next_ticket - 1;
   }
 
+  // One part whose event i belongs to workspace_ids[workspace_of[i]].
+  uint64_t send_part(std::vector<event> events, std::vector<std::string> workspace_ids,
+                     const std::vector<uint32_t>& workspace_of) {
+    auto d = std::make_shared<delivery>();
+    d->events = std::move(events);
+    write_part part;
+    part.d = d;
+    part.ticket = next_ticket++;
+    part.arrival = 1700000000;
+    part.workspace_ids = std::move(workspace_ids);
+    for (uint32_t i = 0; i < d->events.size(); ++i)
+      part.items.push_back({i, workspace_of[i]});
+    caf::anon_send(writer, persist_atom::value, std::move(part));
+    return next_ticket - 1;
+  }
+
   const recording_sink::answer& answer(uint64_t ticket) {
     BOOST_REQUIRE_MESSAGE(sink->record.answers.count(ticket) == 1,
                           "part of delivery " << ticket << " not answered");
     return sink->record.answers[ticket];
   }
+};
+
+// A writer with a spool (and so a quarantine) in a private directory, and a
+// trigger that fails every write of one message id with an internal error
+// (XX000), as a corrupt index entry or a broken trigger would.
+struct poison_fixture : writer_fixture {
+  std::filesystem::path dir = std::filesystem::temp_directory_path()
+                              / ("kapso-writer-quarantine-" + std::to_string(::getpid()));
+  std::string phone = "+15550008000";
+  int next_good = 0;
+
+  poison_fixture() {
+    std::filesystem::remove_all(dir);
+    conf.spool_dir = dir.string();
+    conf.spool_replay_interval = 1s;
+    conf.spool_quarantine_after = 2;
+    db.exec("CREATE FUNCTION kapso_test_poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.kapso_message_id = 'wamid.bad' THEN "
+            "RAISE EXCEPTION 'poison for a test' USING ERRCODE = 'XX000'; END IF; "
+            "RETURN NEW; END $$;"
+            "CREATE TRIGGER kapso_test_poison BEFORE INSERT ON messages FOR EACH ROW "
+            "EXECUTE FUNCTION kapso_test_poison()");
+  }
+  ~poison_fixture() {
+    std::error_code ec;
+    std::filesystem::remove_all(dir, ec);
+  }
+
+  event good() {
+    ++next_good;
+    return inbound(phone, "wamid.good" + std::to_string(next_good), 1700000100 + next_good,
+                   "good");
+  }
+  event bad() { return inbound(phone, "wamid.bad", 1700000050, "bad"); }
+
+  std::string messages() const { return db.value("SELECT count(*) FROM messages"); }
+  size_t spooled_records() const {
+    spool s{(dir / "writer-0.spool").string(), SIZE_MAX, spool::access::read_only};
+    return s.records();
+  }
+  std::vector<quarantined_event> quarantined() const { return list_quarantine(dir.string()); }
 };
 
 } // namespace
@@ -216,6 +275,123 @@ BOOST_AUTO_TEST_CASE(without_a_spool_an_unreachable_database_is_a_503) {
   auto ticket = send({inbound("+15550007000", "wamid.down", 1700000001, "lost?")});
   run();
   BOOST_TEST(answer(ticket).failure == ingest_errc::unavailable);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_FIXTURE_TEST_SUITE(writer_quarantine_tests, poison_fixture)
+
+BOOST_AUTO_TEST_CASE(an_event_that_keeps_failing_while_others_are_stored_is_quarantined) {
+  start_writer();
+  auto first = send({good(), bad(), good()});
+  run();
+  // Its siblings are stored, it waits in the spool: all three acknowledged.
+  BOOST_TEST(answer(first).counts.accepted == 3u);
+  BOOST_TEST(answer(first).counts.ignored == 0u);
+  BOOST_TEST(messages() == "2");
+  BOOST_TEST(spooled_records() == 1u);
+  for (int round = 0; round < 3 && quarantined().empty(); ++round) {
+    auto next = send({good()});
+    run();
+    BOOST_TEST(answer(next).counts.accepted == 1u);
+    advance(1s);
+  }
+  auto q = quarantined();
+  BOOST_REQUIRE_EQUAL(q.size(), 1u);
+  BOOST_TEST(q[0].event.ev.message_id == "wamid.bad");
+  BOOST_TEST(q[0].event.workspace_id == workspace_id);
+  BOOST_TEST(q[0].note.attempts == 2u);
+  BOOST_TEST(q[0].note.reason == "SQLSTATE XX000: poison for a test");
+  BOOST_TEST(q[0].note.quarantined_at > 1700000000);
+  BOOST_TEST(spooled_records() == 0u);
+  // Every delivery around it went straight to PostgreSQL.
+  BOOST_TEST(messages() == std::to_string(next_good));
+
+  // Fixed, and put back with the writer stopped: stored once by the replay.
+  db.exec("DROP TRIGGER kapso_test_poison ON messages");
+  caf::anon_send_exit(writer, caf::exit_reason::user_shutdown);
+  run();
+  BOOST_TEST(requeue_quarantine(dir.string(), SIZE_MAX).events == 1u);
+  BOOST_TEST(quarantined().empty());
+  start_writer();
+  run();
+  BOOST_TEST(db.value("SELECT count(*) FROM messages WHERE kapso_message_id = 'wamid.bad'")
+             == "1");
+  BOOST_TEST(db.value("SELECT unread_count FROM conversations") == messages());
+}
+
+BOOST_AUTO_TEST_CASE(a_failing_event_alone_is_not_quarantined_while_nothing_else_is_stored) {
+  start_writer();
+  auto lone = send({bad()});
+  run();
+  BOOST_TEST(answer(lone).counts.accepted == 1u);
+  for (int i = 0; i < 6; ++i)
+    advance(1s);
+  BOOST_TEST(quarantined().empty(), "quarantined although nothing else was stored");
+  BOOST_TEST(spooled_records() == 1u);
+  // New events do not queue behind it, and once they are stored its
+  // failures count.
+  auto next = send({good()});
+  run();
+  BOOST_TEST(answer(next).counts.accepted == 1u);
+  BOOST_TEST(messages() == "1");
+  for (int round = 0; round < 3 && quarantined().empty(); ++round) {
+    advance(1s);
+    send({good()});
+    run();
+  }
+  BOOST_TEST(quarantined().size() == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(an_outage_quarantines_nothing_even_with_a_failing_event_spooled) {
+  auto quarantined_before = pipeline_metrics::global().quarantined_events_total.load();
+  start_writer();
+  send({good(), bad()}); // one failure counted: its sibling was stored
+  run();
+  BOOST_TEST(spooled_records() == 1u);
+  db.exec_as_admin("ALTER DATABASE " + db.name() + " SET default_transaction_read_only = on");
+  db.exec_as_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"
+                   + db.name() + "'");
+  for (int round = 0; round < 5; ++round) {
+    auto next = send({good()});
+    run();
+    BOOST_TEST(answer(next).counts.accepted == 1u); // spooled
+    advance(1s);
+  }
+  BOOST_TEST(quarantined().empty(), "a read-only database quarantined an event");
+  BOOST_TEST(!std::filesystem::exists(dir / "writer-0.quarantine"));
+  BOOST_TEST(messages() == "1");
+
+  db.exec_as_admin("ALTER DATABASE " + db.name() + " SET default_transaction_read_only = off");
+  db.exec_as_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"
+                   + db.name() + "'");
+  db.exec("DROP TRIGGER kapso_test_poison ON messages");
+  for (int i = 0; i < 4 && spooled_records() > 0; ++i)
+    advance(2s);
+  BOOST_TEST(spooled_records() == 0u);
+  BOOST_TEST(messages() == std::to_string(2 + 5));
+  BOOST_TEST(quarantined().empty());
+  BOOST_TEST(pipeline_metrics::global().quarantined_events_total.load() == quarantined_before);
+}
+
+BOOST_AUTO_TEST_CASE(an_exception_that_is_not_the_databases_is_quarantined_too) {
+  start_writer();
+  // The middle event's workspace id is no UUID: building the batch throws
+  // std::logic_error, which no retry can cure and no outage explains.
+  auto first = send_part({good(), good(), good()}, {workspace_id, "not-a-uuid"}, {0, 1, 0});
+  run();
+  BOOST_TEST(answer(first).counts.accepted == 3u);
+  BOOST_TEST(messages() == "2");
+  for (int round = 0; round < 3 && quarantined().empty(); ++round) {
+    send({good()});
+    run();
+    advance(1s);
+  }
+  auto q = quarantined();
+  BOOST_REQUIRE_EQUAL(q.size(), 1u);
+  BOOST_TEST(q[0].event.workspace_id == "not-a-uuid");
+  BOOST_TEST(q[0].note.reason == "not a database error: workspace id is not a UUID");
+  BOOST_TEST(spooled_records() == 0u);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -60,6 +60,14 @@ std::string join(const std::vector<std::string>& lines) {
   return out;
 }
 
+// An outage is never a poison event: nothing went to the quarantine.
+void check_nothing_quarantined(const server_process& server) {
+  auto metrics = metrics_of(server.port());
+  BOOST_TEST(metrics.find("kapso_quarantined_events_total") != std::string::npos,
+             "no kapso_quarantined_events_total in /metrics");
+  BOOST_TEST(metric_sum(metrics, "kapso_quarantined_events_total") == 0.0);
+}
+
 // A load runs while PostgreSQL refuses writes for a reason of its own (not
 // the event's data); then writes work again. During the fault, every 200
 // must be backed by its row or by the spool, and no 200 may say "ignored";
@@ -111,6 +119,7 @@ void refused_writes(const std::string& tag, const fault_database& db, server_pro
   BOOST_TEST(left == 0u, left << " deliveries still not answered 200 after 60 s of re-sending");
   expected.add(load.deliveries(), options);
   check_stored(db, expected, true);
+  check_nothing_quarantined(server);
 }
 
 // A load runs through an outage of `outage` (the database frozen or
@@ -161,6 +170,7 @@ void outage_under_load(const std::string& tag, const fault_database& db, server_
   BOOST_TEST(left == 0u, left << " deliveries still not answered 200 after 60 s of re-sending");
   expected.add(load.deliveries(), options);
   check_stored(db, expected, true, 60s);
+  check_nothing_quarantined(server);
 }
 
 } // namespace
@@ -300,6 +310,7 @@ BOOST_AUTO_TEST_CASE(server_restarted_during_a_database_outage_still_spools,
   BOOST_TEST(left == 0u, left << " deliveries still not answered 200 after 60 s of re-sending");
   expected.add(load.deliveries(), options);
   check_stored(db, expected, true, 60s);
+  check_nothing_quarantined(server);
 }
 
 // A cluster default of synchronous_commit = off must not make a 200

@@ -13,6 +13,7 @@
 #include <filesystem>
 #include <fstream>
 #include <limits>
+#include <optional>
 
 #include <boost/test/unit_test.hpp>
 
@@ -240,9 +241,91 @@ BOOST_AUTO_TEST_CASE(decoding_rejects_what_is_not_an_encoding) {
   check_equal(out[0], distinct_event(99));
 }
 
+BOOST_AUTO_TEST_CASE(quarantine_notes_ride_along_and_plain_readers_skip_them) {
+  auto events = batch(2, 2);
+  std::vector<quarantine_note> notes{{"SQLSTATE XX000: poison", 5, 1760000000},
+                                     {"", 0, -1}};
+  auto noted = encode_spool_batch(events, notes);
+  std::vector<routed_event> decoded;
+  std::vector<quarantine_note> read;
+  BOOST_REQUIRE(decode_spool_batch(noted, decoded, &read));
+  check_equal(decoded, events);
+  BOOST_REQUIRE_EQUAL(read.size(), 2u);
+  for (size_t i = 0; i < notes.size(); ++i) {
+    BOOST_TEST(read[i].reason == notes[i].reason);
+    BOOST_TEST(read[i].attempts == notes[i].attempts);
+    BOOST_TEST(read[i].quarantined_at == notes[i].quarantined_at);
+  }
+  // A reader that does not ask for notes reads the same events: a
+  // quarantine record replays like a spool record.
+  std::vector<routed_event> plain;
+  BOOST_REQUIRE(decode_spool_batch(noted, plain));
+  check_equal(plain, events);
+  // The spool's own records are what they were, and carry no notes.
+  BOOST_TEST(encode_spool_batch(events, {}) == encode_spool_batch(events));
+  read.push_back({});
+  BOOST_REQUIRE(decode_spool_batch(encode_spool_batch(events), decoded, &read));
+  BOOST_TEST(read.empty());
+  // A note field of the wrong size is not an encoding: attempts (tag 5)
+  // must be 4 bytes. Its field sits right before the quarantine time field.
+  auto one = batch(3, 1);
+  auto bad = encode_spool_batch(one, {{"r", 1, 2}});
+  auto at = bad.size() - (5 + 8) - (5 + 4);
+  BOOST_REQUIRE(bad[at] == 5);
+  bad[at + 1] = 3; // length 3 instead of 4, one byte left over for the next field
+  BOOST_TEST(!decode_spool_batch(bad, decoded, &read));
+  BOOST_TEST(!decode_spool_batch(bad, decoded));
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(spool_file)
+
+BOOST_AUTO_TEST_CASE(writer_files_are_named_by_writer_and_kind) {
+  BOOST_TEST(writer_file("dir", 3, spool_file_suffix) == "dir/writer-3.spool");
+  BOOST_TEST(writer_file("dir/", 0, quarantine_file_suffix) == "dir/writer-0.quarantine");
+  BOOST_TEST(writer_of_file("writer-3.spool", spool_file_suffix).value_or(0) == 3u);
+  BOOST_TEST(writer_of_file("writer-12.quarantine", quarantine_file_suffix).value_or(0) == 12u);
+  for (const char* other : {"writer-3.quarantine", "writer-03.spool", "writer-.spool",
+                            "writer-3.spool.tmp", "writer-x.spool", "kapso-ingest.lock",
+                            "writer--1.spool", "writer-3"})
+    BOOST_TEST(!writer_of_file(other, spool_file_suffix).has_value(), other);
+}
+
+BOOST_AUTO_TEST_CASE(a_read_only_reader_never_changes_the_file) {
+  temp_dir dir;
+  auto path = dir.file("writer-0.quarantine");
+  {
+    spool s{path, unlimited};
+    BOOST_REQUIRE(s.append(batch(1), {{"a", 1, 1}, {"b", 2, 2}}) == spool::append_status::ok);
+    BOOST_REQUIRE(s.append(batch(2)) == spool::append_status::ok);
+  }
+  // An append under way in another process: a torn tail to a writer.
+  {
+    std::ofstream out{path, std::ios::binary | std::ios::app};
+    out << std::string("\xff\x4b\xfe\x52\x10\x00", 6);
+  }
+  auto before = read_file(path);
+  {
+    spool reader{path, unlimited, spool::access::read_only};
+    auto first = reader.next();
+    BOOST_REQUIRE(first.has_value());
+    check_equal(first->events, batch(1));
+    BOOST_REQUIRE_EQUAL(first->notes.size(), 2u);
+    BOOST_TEST(first->notes[1].reason == "b");
+    reader.consumed(*first);
+    auto second = reader.next();
+    BOOST_REQUIRE(second.has_value());
+    BOOST_TEST(second->notes.empty());
+    reader.consumed(*second);
+    BOOST_TEST(!reader.next().has_value());
+    BOOST_TEST((reader.append(batch(3)) == spool::append_status::failed));
+  }
+  BOOST_TEST(read_file(path) == before, "the read-only reader changed the file");
+  // The writer itself cuts the torn tail and still has both records.
+  spool writer{path, unlimited};
+  BOOST_TEST(writer.records() == 2u);
+}
 
 BOOST_AUTO_TEST_CASE(missing_file_is_empty_and_created_mode_0600_on_first_append) {
   temp_dir dir;
