@@ -188,6 +188,8 @@ std::optional<std::vector<write_outcome>> store(writer_self self,
                                                  bool& in_database) {
   auto& st = self->state;
   in_database = false;
+  if (!st.schema_ready)
+    return to_spool(self, entries);
   auto now = clock_type::now();
   bool spool_first = st.outage_spool && !st.outage_spool->empty();
   bool recently_down = st.db_down && now - st.db_down_since < down_grace;
@@ -321,7 +323,8 @@ void commit_now(writer_self self) {
 void replay(writer_self self) {
   auto& st = self->state;
   st.replay_scheduled = false;
-  if (!st.outage_spool || st.outage_spool->empty())
+  // Before the migration the spool waits; schema_atom starts the replay.
+  if (!st.schema_ready || !st.outage_spool || st.outage_spool->empty())
     return;
   auto slice_end = clock_type::now() + replay_slice;
   size_t events = 0;
@@ -421,20 +424,23 @@ persistence_state::~persistence_state() {
 }
 
 writer_actor::behavior_type persistence_writer(writer_self self, settings cfg, size_t index,
-                                               answer_sink_ptr sink) {
+                                               answer_sink_ptr sink, bool schema_ready) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.index = index;
   st.sink = std::move(sink);
+  st.schema_ready = schema_ready;
   st.store = std::make_unique<inbox_store>(st.cfg.database_url, st.cfg.statement_timeout,
                                            st.cfg.connect_timeout);
   st.lanes = std::make_unique<conversation_lanes>(st.cfg.conversation_max / st.cfg.writers,
                                                   st.cfg.conversation_idle);
   start_spool(self);
-  try {
-    st.store->ensure_connected(clock_type::now() + st.cfg.connect_timeout);
-  } catch (const std::exception& e) {
-    spdlog::warn("writer {}: PostgreSQL not reachable yet: {}", index, e.what());
+  if (st.schema_ready) {
+    try {
+      st.store->ensure_connected(clock_type::now() + st.cfg.connect_timeout);
+    } catch (const std::exception& e) {
+      spdlog::warn("writer {}: PostgreSQL not reachable yet: {}", index, e.what());
+    }
   }
   st.last_pending_sweep = clock_type::now();
   auto sweep_period = std::min<std::chrono::milliseconds>(st.cfg.conversation_idle,
@@ -463,6 +469,10 @@ writer_actor::behavior_type persistence_writer(writer_self self, settings cfg, s
       self->state.commit_scheduled = false;
       commit_now(self);
     },
+    [=](schema_atom) {
+      self->state.schema_ready = true;
+      schedule_replay(self, true);
+    },
     [=](replay_atom) { replay(self); },
     [=](sweep_atom) {
       auto& st = self->state;
@@ -471,7 +481,8 @@ writer_actor::behavior_type persistence_writer(writer_self self, settings cfg, s
       sync_lane_gauge(st);
       // Statuses whose message another writer committed meanwhile; one
       // writer is enough to look.
-      if (st.index == 0 && !st.db_down && now - st.last_pending_sweep >= pending_sweep_period) {
+      if (st.index == 0 && st.schema_ready && !st.db_down
+          && now - st.last_pending_sweep >= pending_sweep_period) {
         st.last_pending_sweep = now;
         try {
           st.store->sweep_pending(now + st.cfg.commit_timeout);
