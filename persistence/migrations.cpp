@@ -33,6 +33,19 @@ std::vector<std::string> apply_missing(pg_session& session, pg_deadline deadline
   return applied;
 }
 
+// Waits at most the session's lock_timeout / statement_timeout and the
+// deadline; a failure says what was waited for.
+void take_migration_lock(pg_session& session, pg_deadline deadline) {
+  try {
+    session.exec_params(sql::lock_migrations, {sql::migration_lock_key}, deadline);
+  } catch (const db_error& e) {
+    throw db_error(e.sqlstate(),
+                   std::string{"waiting for the migration lock (held by another migration?): "}
+                     + e.what(),
+                   e.connection_lost());
+  }
+}
+
 } // namespace
 
 bool schema_is_current(pg_session& session, pg_deadline deadline) {
@@ -48,7 +61,7 @@ bool schema_is_current(pg_session& session, pg_deadline deadline) {
 
 std::vector<std::string> apply_migrations(pg_session& session, pg_deadline deadline) {
   try {
-    session.exec_params(sql::lock_migrations, {sql::migration_lock_key}, deadline);
+    take_migration_lock(session, deadline);
     auto applied = apply_missing(session, deadline);
     session.exec_params(sql::unlock_migrations, {sql::migration_lock_key}, deadline);
     return applied;
@@ -74,7 +87,11 @@ std::vector<std::string> migrate_database(const std::string& url,
   options.lock_timeout = timeout;
   options.application_name = "kapso-ingest migrate";
   pg_session session{std::move(options)};
-  auto deadline = session.connect_within_budget(pg_clock::now() + timeout);
+  // PostgreSQL's own limits answer first, with its reason (a lock timeout);
+  // the client's deadline, a little later, gives up on a database that does
+  // not answer at all.
+  constexpr auto server_first = std::chrono::seconds(1);
+  auto deadline = session.connect_within_budget(pg_clock::now() + timeout + server_first);
   if (schema_is_current(session, deadline))
     return {};
   return apply_migrations(session, deadline);

@@ -30,9 +30,10 @@ std::vector<std::string> apply_migrations(pg_session& session, pg_deadline deadl
 
 // One migration run on a connection of its own (`kapso-ingest migrate`, and
 // each attempt of the server's migrator): one connection attempt of
-// `connect_timeout`, then every statement within `timeout`, also as
-// PostgreSQL's statement_timeout and lock_timeout. Nothing is locked or
-// created when the schema is current already. Throws db_error / db_timeout.
+// `connect_timeout`, then PostgreSQL's statement_timeout and lock_timeout
+// of `timeout`, and every call within `timeout` + 1 s. Nothing is locked
+// or created when the schema is current already. Throws db_error /
+// db_timeout.
 std::vector<std::string> migrate_database(const std::string& url,
                                           std::chrono::milliseconds connect_timeout,
                                           std::chrono::milliseconds timeout);
