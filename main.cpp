@@ -14,12 +14,14 @@
 #include <systemd/sd-daemon.h>
 
 #include "actors/directory.hpp"
+#include "actors/migrator.hpp"
 #include "actors/persistence.hpp"
 #include "actors/router.hpp"
 #include "actors/supervisor.hpp"
 #include "config/load.hpp"
 #include "http/server.hpp"
 #include "http/watchdog.hpp"
+#include "persistence/migrations.hpp"
 #include "persistence/quarantine.hpp"
 #include "persistence/spool.hpp"
 #include "persistence/store.hpp"
@@ -28,12 +30,8 @@ namespace {
 
 using namespace kapso;
 
-std::vector<std::string> apply_migrations(const settings& cfg) {
-  return migrate_database(cfg.database_url);
-}
-
 int run_migrate(const settings& cfg) {
-  auto applied = apply_migrations(cfg);
+  auto applied = migrate_database(cfg.database_url, cfg.connect_timeout, cfg.migration_timeout);
   if (applied.empty())
     std::cout << "schema is up to date\n";
   for (const auto& name : applied)
@@ -42,8 +40,8 @@ int run_migrate(const settings& cfg) {
 }
 
 int run_register(const settings& cfg, const workspace_registration& ws) {
-  std::cout << register_workspace(cfg.database_url, ws.name, ws.slug, ws.phone_number_id,
-                                  ws.secret)
+  std::cout << register_workspace(cfg.database_url, ws, cfg.connect_timeout,
+                                  cfg.statement_timeout)
             << "\n";
   return 0;
 }
@@ -112,19 +110,16 @@ void drain(http_server& server, const settings& cfg, const sigset_t& signals,
 }
 
 int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& signals) {
-  if (cfg.migrate_on_start) {
-    try {
-      for (const auto& name : apply_migrations(cfg))
-        spdlog::info("applied migration {}", name);
-    } catch (const std::exception& e) {
-      spdlog::error("migrations not applied (database unreachable?): {}", e.what());
-    }
-  }
   http_server server{sys, cfg};
-  auto dir = sys.spawn<caf::detached>(directory, cfg);
+  // With migrations at start, the writers and the readiness probe wait for
+  // the migrator, which runs once the server listens: a database that does
+  // not answer delays readiness, never listening.
+  bool schema_ready = !cfg.migrate_on_start;
+  auto dir = sys.spawn<caf::detached>(directory, cfg, schema_ready);
   std::vector<writer_actor> writers;
   for (size_t i = 0; i < cfg.writers; ++i)
-    writers.push_back(sys.spawn<caf::detached>(persistence_writer, cfg, i, server.sink()));
+    writers.push_back(
+      sys.spawn<caf::detached>(persistence_writer, cfg, i, server.sink(), schema_ready));
   auto route = sys.spawn(router, cfg, dir, writers, server.sink());
   std::atomic<bool> failed{false};
   std::string failure;
@@ -146,6 +141,9 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
   spdlog::info("kapso-ingest listening on {}:{} ({} writers, batch-max {}, spool {})",
                cfg.host, cfg.port, cfg.writers, cfg.batch_max,
                cfg.spool_dir.empty() ? std::string{"disabled"} : cfg.spool_dir);
+  std::optional<migrator_actor> migrate;
+  if (cfg.migrate_on_start)
+    migrate = sys.spawn<caf::detached>(migrator, cfg, writers, dir);
   auto cause = wait_for_stop(signals, failed, failure);
   sd_notify(0, "STOPPING=1");
   auto limit = std::chrono::steady_clock::now() + cfg.shutdown_timeout;
@@ -162,6 +160,8 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
                      cause.failure);
   server.begin_shutdown();
   caf::anon_send_exit(watch, caf::exit_reason::user_shutdown);
+  if (migrate)
+    caf::anon_send_exit(*migrate, caf::exit_reason::user_shutdown);
   drain(server, cfg, signals, limit);
   server.stop();
   caf::anon_send_exit(route, caf::exit_reason::user_shutdown);

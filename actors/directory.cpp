@@ -87,9 +87,11 @@ std::string workspace_snapshot_path(const std::string& spool_dir) {
 directory_state::directory_state() = default;
 directory_state::~directory_state() = default;
 
-directory_actor::behavior_type directory(directory_self self, settings cfg) {
+directory_actor::behavior_type directory(directory_self self, settings cfg,
+                                         bool schema_migrated) {
   auto& st = self->state;
   st.cfg = cfg;
+  st.schema_migrated = schema_migrated;
   st.store = std::make_unique<inbox_store>(cfg.database_url, cfg.statement_timeout,
                                            cfg.connect_timeout);
   st.snapshot_path = workspace_snapshot_path(cfg.spool_dir);
@@ -122,7 +124,7 @@ directory_actor::behavior_type directory(directory_self self, settings cfg) {
     },
     [=](readiness_atom) -> bool {
       auto& st = self->state;
-      if (holding_off(st))
+      if (!st.schema_migrated || holding_off(st))
         return false;
       try {
         bool current = st.store->schema_current(clock_type::now() + st.cfg.actor_timeout);
@@ -133,6 +135,7 @@ directory_actor::behavior_type directory(directory_self self, settings cfg) {
         return false;
       }
     },
+    [=](schema_atom) { self->state.schema_migrated = true; },
   };
 }
 

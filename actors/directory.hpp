@@ -24,14 +24,17 @@ struct directory_state {
   std::chrono::steady_clock::time_point failed_at; // last failed call; {} = none
   std::map<std::string, known_workspace> last_known; // by phone_number_id
   std::string snapshot_path;                         // "" = not kept (no spool)
+  bool schema_migrated = false;                      // readiness is false until then
   directory_state();
   ~directory_state();
 };
 
 // Spawn with spawn<caf::detached>: every call waits on PostgreSQL (each with
-// its own deadline, router.timeout-ms).
+// its own deadline, router.timeout-ms). `schema_migrated` false: readiness
+// stays false until the migrator's schema_atom.
 directory_actor::behavior_type
-directory(directory_actor::stateful_pointer<directory_state> self, settings cfg);
+directory(directory_actor::stateful_pointer<directory_state> self, settings cfg,
+          bool schema_migrated);
 
 // Where the snapshot of a spool directory lives.
 std::string workspace_snapshot_path(const std::string& spool_dir);

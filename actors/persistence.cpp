@@ -342,6 +342,8 @@ attempt_result store(writer_self self, const std::vector<batch_entry>& entries,
                      bool& in_database) {
   auto& st = self->state;
   in_database = false;
+  if (!st.schema_ready)
+    return to_spool(self, entries);
   auto now = clock_type::now();
   bool spool_first = st.outage_spool && st.outage_backlog && !st.outage_spool->empty();
   bool recently_down = st.db_down && now - st.db_down_since < down_grace;
@@ -526,7 +528,8 @@ bool replay_record(writer_self self, const spool::record& record, size_t& events
 void replay(writer_self self) {
   auto& st = self->state;
   st.replay_scheduled = false;
-  if (!st.outage_spool || st.outage_spool->empty())
+  // Before the migration the spool waits; schema_atom starts the replay.
+  if (!st.schema_ready || !st.outage_spool || st.outage_spool->empty())
     return;
   auto slice_end = clock_type::now() + replay_slice;
   // Records appended during this slice (events set aside to be tried again)
@@ -636,21 +639,24 @@ persistence_state::~persistence_state() {
 }
 
 writer_actor::behavior_type persistence_writer(writer_self self, settings cfg, size_t index,
-                                               answer_sink_ptr sink) {
+                                               answer_sink_ptr sink, bool schema_ready) {
   auto& st = self->state;
   st.cfg = std::move(cfg);
   st.index = index;
   st.sink = std::move(sink);
+  st.schema_ready = schema_ready;
   st.store = std::make_unique<inbox_store>(st.cfg.database_url, st.cfg.statement_timeout,
                                            st.cfg.connect_timeout);
   st.lanes = std::make_unique<conversation_lanes>(st.cfg.conversation_max / st.cfg.writers,
                                                   st.cfg.conversation_idle);
   st.suspects = std::make_unique<suspect_tracker>();
   start_spool(self);
-  try {
-    st.store->ensure_connected(clock_type::now() + st.cfg.connect_timeout);
-  } catch (const std::exception& e) {
-    spdlog::warn("writer {}: PostgreSQL not reachable yet: {}", index, e.what());
+  if (st.schema_ready) {
+    try {
+      st.store->ensure_connected(clock_type::now() + st.cfg.connect_timeout);
+    } catch (const std::exception& e) {
+      spdlog::warn("writer {}: PostgreSQL not reachable yet: {}", index, e.what());
+    }
   }
   st.last_pending_sweep = clock_type::now();
   auto sweep_period = std::min<std::chrono::milliseconds>(st.cfg.conversation_idle,
@@ -679,6 +685,10 @@ writer_actor::behavior_type persistence_writer(writer_self self, settings cfg, s
       self->state.commit_scheduled = false;
       commit_now(self);
     },
+    [=](schema_atom) {
+      self->state.schema_ready = true;
+      schedule_replay(self, true);
+    },
     [=](replay_atom) { replay(self); },
     [=](sweep_atom) {
       auto& st = self->state;
@@ -687,7 +697,8 @@ writer_actor::behavior_type persistence_writer(writer_self self, settings cfg, s
       sync_lane_gauge(st);
       // Statuses whose message another writer committed meanwhile; one
       // writer is enough to look.
-      if (st.index == 0 && !st.db_down && now - st.last_pending_sweep >= pending_sweep_period) {
+      if (st.index == 0 && st.schema_ready && !st.db_down
+          && now - st.last_pending_sweep >= pending_sweep_period) {
         st.last_pending_sweep = now;
         try {
           st.store->sweep_pending(now + st.cfg.commit_timeout);

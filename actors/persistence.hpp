@@ -33,6 +33,7 @@ struct persistence_state {
   std::vector<write_part> queued;           // parts waiting for the next commit
   size_t queued_events = 0;
   bool commit_scheduled = false;
+  bool schema_ready = false;                // migrated: PostgreSQL may be written
   bool db_down = false;                     // the last attempt found PostgreSQL unavailable
   std::chrono::steady_clock::time_point db_down_since;
   // The spool holds batches that wait for PostgreSQL (an outage, or found at
@@ -60,9 +61,11 @@ struct persistence_state {
 };
 
 // Spawn with spawn<caf::detached>: every database call blocks (each with its
-// own deadline).
+// own deadline). `schema_ready` false: until schema_atom arrives, batches go
+// to the spool (503 without one) and the spool is not replayed, so nothing
+// is written into a schema the migrator has not brought up to date.
 writer_actor::behavior_type
 persistence_writer(writer_actor::stateful_pointer<persistence_state> self, settings cfg,
-                   size_t index, answer_sink_ptr sink);
+                   size_t index, answer_sink_ptr sink, bool schema_ready);
 
 } // namespace kapso

@@ -128,6 +128,8 @@ using resolve_atom = caf::atom_constant<caf::atom("kresolve")>;   // router -> d
 using readiness_atom = caf::atom_constant<caf::atom("kready")>;   // http -> directory
 using sweep_atom = caf::atom_constant<caf::atom("ksweep")>;       // periodic housekeeping
 using replay_atom = caf::atom_constant<caf::atom("kreplay")>;     // spool -> database
+using migrate_atom = caf::atom_constant<caf::atom("kmigrate")>;   // migrator: try again now
+using schema_atom = caf::atom_constant<caf::atom("kschema")>;     // migrator -> writers, directory
 
 // -- typed interfaces ------------------------------------------------------------
 
@@ -135,15 +137,23 @@ using replay_atom = caf::atom_constant<caf::atom("kreplay")>;     // spool -> da
 using router_actor = caf::typed_actor<caf::reacts_to<ingest_atom, delivery_ptr, uint64_t>>;
 
 // (persist_atom, part): answered through the answer sink after commit (or
-// the spool). The other messages are the writer's own timers.
+// the spool). (schema_atom): the schema is migrated, PostgreSQL may be
+// written. The other messages are the writer's own timers.
 using writer_actor = caf::typed_actor<caf::reacts_to<persist_atom, write_part>,
+                                      caf::reacts_to<schema_atom>,
                                       caf::reacts_to<commit_atom>,
                                       caf::reacts_to<replay_atom>,
                                       caf::reacts_to<sweep_atom>>;
 
+// (schema_atom): the schema is migrated; readiness is false before it.
 using directory_actor = caf::typed_actor<
   caf::replies_to<resolve_atom, std::vector<std::string>>::with<workspace_lookup>,
-  caf::replies_to<readiness_atom>::with<bool>>;
+  caf::replies_to<readiness_atom>::with<bool>,
+  caf::reacts_to<schema_atom>>;
+
+// (migrate_atom): one attempt; the migrator sends it to itself until the
+// schema is migrated, then tells the writers and the directory, and quits.
+using migrator_actor = caf::typed_actor<caf::reacts_to<migrate_atom>>;
 
 } // namespace kapso
 

@@ -174,7 +174,12 @@ const std::vector<option_spec>& option_specs() {
     millis("persistence.connect-timeout-ms", &settings::connect_timeout, 100, 60000,
            "deadline of one connection attempt"),
     flag("persistence.migrate-on-start", &settings::migrate_on_start,
-         "apply migrations when serving starts"),
+         "apply migrations when serving starts: in the background once the server listens, "
+         "retried until they succeed (`/readyz` is `503` and batches are spooled until then)"),
+    millis("persistence.migration-timeout-ms", &settings::migration_timeout, 100, 3600000,
+           "limit of one migration run (`migrate`, each attempt at start): PostgreSQL's "
+           "statement and lock timeouts (the wait for the migration lock included); a "
+           "database that does not answer is given up 1 s later"),
 
     text("spool.dir", &settings::spool_dir, "outage spool directory; empty disables the spool"),
     number("spool.max-bytes", &settings::spool_max_bytes, 0, 1ll << 50,

@@ -44,6 +44,7 @@ struct settings {
   std::chrono::milliseconds commit_timeout{3000};
   std::chrono::milliseconds connect_timeout{1000}; // one connection attempt
   bool migrate_on_start = true;
+  std::chrono::milliseconds migration_timeout{60000}; // one migration run, lock included
 
   // spool
   std::string spool_dir = "spool";           // empty = spool disabled

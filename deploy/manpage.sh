@@ -69,8 +69,10 @@ shutting down) and
 .SH COMMANDS
 .TP
 .B serve
-Serve HTTP (the default). Applies the migrations first unless
-.B \\-\\-persistence.migrate\\-on\\-start=false.
+Serve HTTP (the default). Unless
+.B \\-\\-persistence.migrate\\-on\\-start=false,
+applies the migrations once it listens, in the background, retried until they succeed;
+until then /readyz answers 503 and deliveries go to the spool.
 .TP
 .B migrate
 Apply the SQL migrations compiled into the binary and exit.

@@ -270,11 +270,24 @@ void pg_session::connect_to_(const host* only, pg_deadline deadline) {
   }
   if (PQsetnonblocking(conn_, 1) != 0)
     fail_connection_("connecting to PostgreSQL");
+  try {
+    set_up_(deadline);
+  } catch (...) {
+    // A session without its settings or statements (a schema not migrated
+    // yet) must not count as connected: the next call connects afresh.
+    close();
+    throw;
+  }
+}
+
+void pg_session::set_up_(pg_deadline deadline) {
   // synchronous_commit is set here, whatever the cluster or database default:
   // a 200 promises that the rows survive a crash of the database server.
-  exec("SET synchronous_commit = on; SET statement_timeout = "
-         + std::to_string(options_.statement_timeout.count()),
-       deadline);
+  std::string settings = "SET synchronous_commit = on; SET statement_timeout = "
+                         + std::to_string(options_.statement_timeout.count());
+  if (options_.lock_timeout.count() > 0)
+    settings += "; SET lock_timeout = " + std::to_string(options_.lock_timeout.count());
+  exec(settings, deadline);
   for (const auto& [name, sql] : prepared_) {
     if (PQsendPrepare(conn_, name.c_str(), sql.c_str(), 0, nullptr) != 1)
       fail_connection_("preparing " + name);
@@ -340,26 +353,54 @@ void check_not_late(pg_deadline deadline, const std::string& what) {
     throw db_error({}, what + ": the deadline passed before it was sent", false);
 }
 
+namespace {
+
+// Text parameters as libpq takes them: NUL-terminated copies, NULL for nullopt.
+struct text_params {
+  explicit text_params(const std::vector<pg_param>& params)
+    : values(params.size(), nullptr), lengths(params.size(), 0) {
+    owned.reserve(params.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      if (!params[i])
+        continue;
+      owned.emplace_back(*params[i]);
+      values[i] = owned.back().c_str();
+      lengths[i] = static_cast<int>(owned.back().size());
+    }
+  }
+  text_params(const text_params&) = delete;
+  text_params& operator=(const text_params&) = delete;
+  int count() const { return static_cast<int>(values.size()); }
+
+  std::vector<std::string> owned; // reserved: the pointers below stay valid
+  std::vector<const char*> values;
+  std::vector<int> lengths;
+};
+
+} // namespace
+
 pg_rows pg_session::exec_prepared(const std::string& name, const std::vector<pg_param>& params,
                                   pg_deadline deadline) {
   connect(deadline);
   check_not_late(deadline, name);
-  std::vector<std::string> owned; // libpq wants NUL-terminated text
-  owned.reserve(params.size());
-  std::vector<const char*> values(params.size(), nullptr);
-  std::vector<int> lengths(params.size(), 0);
-  for (size_t i = 0; i < params.size(); ++i) {
-    if (!params[i])
-      continue;
-    owned.emplace_back(*params[i]);
-    values[i] = owned.back().c_str();
-    lengths[i] = static_cast<int>(owned.back().size());
-  }
-  if (PQsendQueryPrepared(conn_, name.c_str(), static_cast<int>(params.size()), values.data(),
-                          lengths.data(), nullptr, 0)
+  text_params text{params};
+  if (PQsendQueryPrepared(conn_, name.c_str(), text.count(), text.values.data(),
+                          text.lengths.data(), nullptr, 0)
       != 1)
     fail_connection_("sending " + name);
   return collect_(deadline, name.c_str());
+}
+
+pg_rows pg_session::exec_params(const std::string& sql, const std::vector<pg_param>& params,
+                                pg_deadline deadline) {
+  connect(deadline);
+  check_not_late(deadline, "a query");
+  text_params text{params};
+  if (PQsendQueryParams(conn_, sql.c_str(), text.count(), nullptr, text.values.data(),
+                        text.lengths.data(), nullptr, 0)
+      != 1)
+    fail_connection_("sending a query");
+  return collect_(deadline, "a query");
 }
 
 size_t pg_pipeline::add(const std::string& prepared, std::vector<std::string> binary_params) {

@@ -91,6 +91,7 @@ private:
 struct pg_session_options {
   std::string conninfo; // URL or key=value string; several hosts are fine
   std::chrono::milliseconds statement_timeout{2000}; // server side
+  std::chrono::milliseconds lock_timeout{0};         // server side; 0 = the server's default
   std::chrono::milliseconds connect_timeout{1000};   // one connection attempt
   std::string application_name = "kapso-ingest";
 };
@@ -132,6 +133,11 @@ public:
   // Runs one or more SQL statements without parameters; the rows of the last.
   pg_rows exec(const std::string& sql, pg_deadline deadline);
 
+  // Runs one statement with text parameters, unprepared (for statements run
+  // once, or on tables that may not exist when the session connects).
+  pg_rows exec_params(const std::string& sql, const std::vector<pg_param>& params,
+                      pg_deadline deadline);
+
   // Runs `pipeline` as one transaction (committed when this returns); the
   // rows of each statement, in order. Throws the first statement's error
   // (nothing committed then) or db_timeout (outcome unknown).
@@ -145,6 +151,7 @@ private:
   };
   static std::vector<host> hosts_of(const std::string& conninfo);
   void connect_to_(const host* only, pg_deadline deadline);
+  void set_up_(pg_deadline deadline);
   void wait_for_result_(pg_deadline deadline, const char* what);
   pg_rows collect_(pg_deadline deadline, const char* what);
   [[noreturn]] void fail_connection_(const std::string& what);

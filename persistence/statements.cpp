@@ -6,8 +6,8 @@
 
 namespace kapso::sql {
 
-const char* const lock_migrations = "SELECT pg_advisory_lock(7351620913)";
-const char* const unlock_migrations = "SELECT pg_advisory_unlock(7351620913)";
+const char* const lock_migrations = "SELECT pg_advisory_lock($1::bigint)";
+const char* const unlock_migrations = "SELECT pg_advisory_unlock($1::bigint)";
 const char* const create_migrations_table = R"(
 CREATE TABLE IF NOT EXISTS kapso_schema_migrations (
   name text PRIMARY KEY,

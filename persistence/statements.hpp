@@ -6,9 +6,12 @@
 
 namespace kapso::sql {
 
-// -- migrations (command-line tools, libpqxx) ---------------------------------------
-extern const char* const lock_migrations;
-extern const char* const unlock_migrations;
+// -- migrations and register-workspace (run once, unprepared) ----------------------
+// The session-level advisory lock that keeps concurrent instances from
+// migrating at the same time (any kapso-ingest version uses this key).
+inline constexpr const char* migration_lock_key = "7351620913";
+extern const char* const lock_migrations;    // $1 migration_lock_key
+extern const char* const unlock_migrations;  // $1 migration_lock_key
 extern const char* const create_migrations_table;
 extern const char* const migrations_table_exists;
 extern const char* const select_applied_migrations;

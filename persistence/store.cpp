@@ -3,8 +3,6 @@
 // transaction, one network round trip.
 #include "persistence/store.hpp"
 
-#include <pqxx/pqxx>
-
 #include <algorithm>
 #include <map>
 #include <set>
@@ -595,33 +593,17 @@ inbox_store::find_workspaces(const std::vector<std::string>& phone_ids, pg_deadl
 }
 
 bool inbox_store::schema_current(pg_deadline deadline) {
-  deadline = connect_before(deadline);
-  auto exists = session_.exec(sql::migrations_table_exists, deadline);
-  if (exists.empty() || exists.is_null(0, 0))
-    return false;
-  auto rows = session_.exec(sql::select_applied_migrations, deadline);
-  std::set<std::string> done;
-  for (size_t r = 0; r < rows.size(); ++r)
-    done.emplace(rows.text(r, 0));
-  for (const auto& m : embedded_migrations())
-    if (done.count(m.name) == 0)
-      return false;
-  return true;
+  return schema_is_current(session_, connect_before(deadline));
 }
 
-std::vector<std::string> migrate_database(const std::string& url) {
-  pqxx::connection conn{url};
-  return apply_migrations(conn);
-}
-
-std::string register_workspace(const std::string& url, const std::string& name,
-                               const std::string& slug, const std::string& phone_number_id,
-                               const std::string& secret) {
-  pqxx::connection conn{url};
-  pqxx::work txn{conn};
-  auto row = txn.exec_params1(sql::register_workspace, name, slug, phone_number_id, secret);
-  txn.commit();
-  return row[0].as<std::string>();
+std::string register_workspace(const std::string& url, const workspace_registration& ws,
+                               std::chrono::milliseconds connect_timeout,
+                               std::chrono::milliseconds statement_timeout) {
+  pg_session session{session_options(url, statement_timeout, connect_timeout)};
+  auto deadline = session.connect_within_budget(pg_clock::now() + statement_timeout);
+  auto rows = session.exec_params(sql::register_workspace,
+                                  {ws.name, ws.slug, ws.phone_number_id, ws.secret}, deadline);
+  return std::string{rows.text(0, 0)};
 }
 
 } // namespace kapso

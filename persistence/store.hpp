@@ -9,6 +9,7 @@
 #include <utility>
 #include <vector>
 
+#include "config/settings.hpp"
 #include "persistence/event.hpp"
 #include "persistence/batch_plan.hpp"
 #include "persistence/lifecycle.hpp"
@@ -103,10 +104,11 @@ private:
   lifecycle::waiting_index waiting_; // what early edits and number changes wait for
 };
 
-// Command-line tools (migrate, register-workspace): blocking, libpqxx.
-std::vector<std::string> migrate_database(const std::string& url);
-std::string register_workspace(const std::string& url, const std::string& name,
-                               const std::string& slug, const std::string& phone_number_id,
-                               const std::string& secret);
+// `kapso-ingest register-workspace`: one connection attempt of
+// `connect_timeout`, then the statement within `statement_timeout`.
+// Returns the workspace's id. Throws db_error / db_timeout.
+std::string register_workspace(const std::string& url, const workspace_registration& ws,
+                               std::chrono::milliseconds connect_timeout,
+                               std::chrono::milliseconds statement_timeout);
 
 } // namespace kapso

@@ -10,7 +10,7 @@
 
 #include <pqxx/pqxx>
 
-#include "persistence/store.hpp"
+#include "persistence/migrations.hpp"
 
 namespace kapso::testing {
 
@@ -68,6 +68,7 @@ writer_actor::behavior_type stub_writer(writer_actor::pointer, std::shared_ptr<w
       }
       log->received.push_back(std::move(part));
     },
+    [](schema_atom) {},
     [](commit_atom) {},
     [](replay_atom) {},
     [](sweep_atom) {},
@@ -91,6 +92,7 @@ directory_actor::behavior_type stub_directory(directory_actor::pointer,
       return out;
     },
     [](readiness_atom) { return true; },
+    [](schema_atom) {},
   };
 }
 
@@ -133,7 +135,7 @@ scratch_database::scratch_database() {
     pqxx::nontransaction txn{conn};
     txn.exec("CREATE DATABASE " + name_);
   }
-  migrate_database(url_);
+  migrate_database(url_, std::chrono::seconds(5), std::chrono::seconds(60));
 }
 
 scratch_database::~scratch_database() {

@@ -79,7 +79,7 @@ struct writer_fixture : actor_fixture {
   }
 
   void start_writer() {
-    writer = spawn(persistence_writer, conf, size_t{0}, answer_sink_ptr{sink});
+    writer = spawn(persistence_writer, conf, size_t{0}, answer_sink_ptr{sink}, true);
     run();
   }
 
