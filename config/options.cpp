@@ -117,11 +117,14 @@ const std::vector<option_spec>& option_specs() {
     number("http.port", &settings::port, 0, 65535, "listen port"),
     number("http.threads", &settings::http_threads, 1, 64, "RESTinio I/O threads"),
     number("http.body-limit", &settings::body_limit, 64, 256ll << 20,
-           "largest body in bytes (`413` above)"),
+           "largest body in bytes: a larger `Content-Length` is answered `413` from the headers "
+           "(the body is never read), a chunked body is cut there"),
     number("http.max-in-flight", &settings::max_in_flight, 1, 1000000,
            "deliveries in the pipeline before `503`"),
     number("http.max-in-flight-bytes", &settings::max_in_flight_bytes, 64ll << 10, 16ll << 30,
-           "body bytes of the deliveries in the pipeline before `503`"),
+           "memory bound of the HTTP layer: bytes of bodies being read plus twice the bodies of "
+           "the deliveries waiting (request and parsed copy); a body without room is answered "
+           "`503` from its headers"),
     number("http.max-connections", &settings::max_connections, 1, 1000000,
            "most open client connections; the server lowers it below the descriptor limit at "
            "start"),
