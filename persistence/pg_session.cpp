@@ -270,6 +270,10 @@ void pg_session::connect_to_(const host* only, pg_deadline deadline) {
   }
   if (PQsetnonblocking(conn_, 1) != 0)
     fail_connection_("connecting to PostgreSQL");
+  // Error messages end up in the log: PostgreSQL's DETAIL and CONTEXT lines
+  // quote the failing row (message text, phone numbers), so only the
+  // primary message is kept.
+  PQsetErrorVerbosity(conn_, PQERRORS_TERSE);
   // synchronous_commit is set here, whatever the cluster or database default:
   // a 200 promises that the rows survive a crash of the database server.
   exec("SET synchronous_commit = on; SET statement_timeout = "
