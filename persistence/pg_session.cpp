@@ -270,6 +270,10 @@ void pg_session::connect_to_(const host* only, pg_deadline deadline) {
   }
   if (PQsetnonblocking(conn_, 1) != 0)
     fail_connection_("connecting to PostgreSQL");
+  // Error messages end up in the log: PostgreSQL's DETAIL and CONTEXT lines
+  // quote the failing row (message text, phone numbers), so only the
+  // primary message is kept.
+  PQsetErrorVerbosity(conn_, PQERRORS_TERSE);
   try {
     set_up_(deadline);
   } catch (...) {

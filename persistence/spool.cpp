@@ -20,7 +20,6 @@
 #include <cstring>
 #include <filesystem>
 #include <iterator>
-#include <new>
 #include <stdexcept>
 
 #include <spdlog/spdlog.h>
@@ -275,39 +274,39 @@ std::string encode_spool_batch(const std::vector<routed_event>& events,
   return out;
 }
 
+// Every allocation is bounded by the payload's own size, so std::bad_alloc
+// means that memory ran out, not that the record is bad: it propagates, and
+// the record stays in the spool (skipping it as corrupt would lose events
+// that were acknowledged).
 bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out,
                         std::vector<quarantine_note>* notes) {
-  try {
-    reader in{payload};
-    uint32_t count = 0;
-    // Each event takes at least its 4-byte size.
-    if (!in.u32(count) || count > in.left() / 4)
-      return false;
-    std::vector<routed_event> events;
-    std::vector<quarantine_note> read_notes;
-    bool noted = false;
-    events.reserve(std::min<size_t>(count, 1024));
-    for (uint32_t i = 0; i < count; ++i) {
-      uint32_t size = 0;
-      std::string_view fields;
-      events.emplace_back();
-      read_notes.emplace_back();
-      if (!in.u32(size) || !in.bytes(size, fields)
-          || !decode_event(fields, events.back(), read_notes.back(), noted))
-        return false;
-    }
-    if (in.left() != 0)
-      return false;
-    out = std::move(events);
-    if (notes != nullptr) {
-      notes->clear();
-      if (noted)
-        *notes = std::move(read_notes);
-    }
-    return true;
-  } catch (const std::bad_alloc&) {
+  reader in{payload};
+  uint32_t count = 0;
+  // Each event takes at least its 4-byte size.
+  if (!in.u32(count) || count > in.left() / 4)
     return false;
+  std::vector<routed_event> events;
+  std::vector<quarantine_note> read_notes;
+  bool noted = false;
+  events.reserve(std::min<size_t>(count, 1024));
+  for (uint32_t i = 0; i < count; ++i) {
+    uint32_t size = 0;
+    std::string_view fields;
+    events.emplace_back();
+    read_notes.emplace_back();
+    if (!in.u32(size) || !in.bytes(size, fields)
+        || !decode_event(fields, events.back(), read_notes.back(), noted))
+      return false;
   }
+  if (in.left() != 0)
+    return false;
+  out = std::move(events);
+  if (notes != nullptr) {
+    notes->clear();
+    if (noted)
+      *notes = std::move(read_notes);
+  }
+  return true;
 }
 
 std::string writer_file(const std::string& dir, size_t writer, std::string_view suffix) {

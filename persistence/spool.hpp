@@ -33,8 +33,10 @@ std::string encode_spool_batch(const std::vector<routed_event>& events,
 
 // False when `payload` is not a valid encoding; `out` (and `notes`) are
 // unchanged then. `notes`, when given, gets one note per event if the
-// payload carries any, else stays empty. Never throws, never reads out of
-// bounds, bounded allocation (fuzzed).
+// payload carries any, else stays empty. Never reads out of bounds,
+// allocates no more than the payload's size (fuzzed); throws only
+// std::bad_alloc, when memory runs out (the record is not corrupt then, and
+// must not be skipped).
 bool decode_spool_batch(std::string_view payload, std::vector<routed_event>& out,
                         std::vector<quarantine_note>* notes = nullptr);
 
@@ -97,7 +99,8 @@ public:
   // moves past it. A torn tail (an incomplete last record: a crash during an
   // append that was never acknowledged) ends the replay and is cut off.
   // nullopt when nothing is left. Calling next() again without consumed()
-  // returns the same record.
+  // returns the same record. When memory runs out while reading or decoding
+  // a record, std::bad_alloc propagates and the cursor stays before it.
   struct record {
     std::vector<routed_event> events;
     std::vector<quarantine_note> notes; // one per event in a quarantine file, else empty

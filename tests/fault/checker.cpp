@@ -53,6 +53,10 @@ void expected_store::add(const std::vector<delivery>& deliveries, const load_opt
   }
 }
 
+void expected_store::remove(const std::string& workspace_id, const std::string& message_id) {
+  messages_.erase({workspace_id, message_id});
+}
+
 size_t expected_store::acknowledged() const {
   size_t n = 0;
   for (const auto& [key, m] : messages_)

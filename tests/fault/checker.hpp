@@ -28,6 +28,9 @@ class expected_store {
     return messages_;
   }
   const std::set<std::string>& workspace_ids() const { return workspace_ids_; }
+  // Forgets a message that was sent, e.g. one the server rightly ignored:
+  // if it is stored anyway, the check reports it as not expected.
+  void remove(const std::string& workspace_id, const std::string& message_id);
   size_t acknowledged() const;
 
  private:

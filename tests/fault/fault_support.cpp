@@ -1,6 +1,7 @@
 // What every fault case shares: databases on the private cluster, server options, RSS and metrics probes.
 #include "tests/fault/fault_support.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <iostream>
@@ -204,6 +205,220 @@ void check_stored(const test_database& db, const expected_store& expected, bool 
                             << (require_all ? "sent" : "answered 200") << ": "
                             << report.describe());
   BOOST_TEST_MESSAGE("[fault] store: " << report.describe());
+}
+
+double metric_of(uint16_t port, const std::string& name, const std::vector<std::string>& labels) {
+  return metric_sum(metrics_of(port), name, labels);
+}
+
+load_options database_load(const std::string& tag, const std::vector<workspace>& workspaces) {
+  load_options o;
+  o.tag = tag;
+  o.workspaces = workspaces;
+  o.conversations = 240;
+  o.threads = 6;
+  o.pause = 20ms;
+  return o;
+}
+
+std::string slow_or_failed::describe() const {
+  std::string out;
+  for (auto& e : examples)
+    out += "\n    " + e;
+  return out;
+}
+
+slow_or_failed answered_200_within(const std::vector<delivery>& deliveries,
+                                   std::chrono::milliseconds limit, clock_type::time_point from,
+                                   clock_type::time_point until) {
+  slow_or_failed result;
+  for (const auto& d : deliveries)
+    for (const auto& a : d.attempts) {
+      if (a.sent < from || a.sent > until)
+        continue;
+      ++result.requests;
+      if (a.status == 200 && a.latency <= limit)
+        continue;
+      ++result.count;
+      if (result.examples.size() < 5)
+        result.examples.push_back(d.messages.front().id + ": " + std::to_string(a.status)
+                                  + " after " + std::to_string(a.latency.count()) + " ms "
+                                  + a.detail.substr(0, 120));
+    }
+  return result;
+}
+
+void check_nothing_quarantined(const server_process& server) {
+  auto metrics = metrics_of(server.port());
+  BOOST_TEST(metrics.find("kapso_quarantined_events_total") != std::string::npos,
+             "no kapso_quarantined_events_total in /metrics");
+  BOOST_TEST(metric_sum(metrics, "kapso_quarantined_events_total") == 0.0);
+}
+
+void refused_writes(const std::string& tag, const fault_database& db, server_process& server,
+                    const std::vector<workspace>& workspaces,
+                    const std::function<void()>& break_writes,
+                    const std::function<void()>& repair_writes, bool readable_during_fault) {
+  auto options = database_load(tag, workspaces);
+  expected_store expected;
+  auto warm = warm_up(server.port(), options);
+  expected.add(warm, options);
+  auto spooled_before = metric_of(server.port(), "kapso_spooled_events_total");
+
+  load_driver load{server.port(), options};
+  load.start();
+  BOOST_TEST_REQUIRE(load.wait_acknowledged(20, 10s), "the load got no 200s before the fault");
+  auto failures_before = metric_of(server.port(), "kapso_commit_failures_total");
+  auto refused_before = metric_of(server.port(), "kapso_http_requests_total", {"code=\"503\""});
+  break_writes();
+  // Held until the server met the fault: commits failed, and batches went
+  // to the spool (or, without one, were answered 503).
+  auto met = eventually(
+    [&] {
+      auto metrics = metrics_of(server.port());
+      return metric_sum(metrics, "kapso_commit_failures_total") > failures_before
+             && (metric_sum(metrics, "kapso_spooled_events_total") >= spooled_before + 20
+                 || metric_sum(metrics, "kapso_http_requests_total", {"code=\"503\""})
+                      >= refused_before + 20);
+    },
+    20s, 100ms);
+  load.stop();
+  BOOST_TEST(met, "within 20 s of the fault the server neither counted a failed commit nor "
+                  "spooled (or answered 503 to) 20 deliveries: the fault did not bite");
+
+  // Still broken: whatever was answered 200 and has no row must be spooled.
+  if (readable_during_fault) {
+    expected_store so_far = expected;
+    so_far.add(load.deliveries(), options);
+    auto report = check_store(db.url(), so_far, false);
+    auto spooled = metric_of(server.port(), "kapso_spooled_events_total") - spooled_before;
+    BOOST_TEST(static_cast<double>(report.missing) <= spooled,
+               report.missing << " messages answered 200 during the fault have no row, and the "
+                                 "spool took only " << spooled << " events (kapso_spooled_events_total): "
+                              << report.describe() << "\n  answers: "
+                              << summarize(load.deliveries()).describe());
+  }
+
+  repair_writes();
+  auto acknowledged = load.acknowledged();
+  load.start();
+  BOOST_TEST(load.wait_acknowledged(acknowledged + 40, 15s),
+             "fewer than 40 new 200s within 15 s of the database accepting writes again");
+  load.stop();
+
+  auto summary = summarize(load.deliveries());
+  BOOST_TEST_MESSAGE("[fault] " << tag << ": " << summary.describe());
+  check_answers(summary);
+  auto left = resend_unacknowledged(load.deliveries(), options, server.port(), 60s);
+  BOOST_TEST(left == 0u, left << " deliveries still not answered 200 after 60 s of re-sending");
+  expected.add(load.deliveries(), options);
+  check_stored(db, expected, true);
+  check_nothing_quarantined(server);
+}
+
+void outage_under_load(const std::string& tag, const fault_database& db, server_process& server,
+                       const std::vector<workspace>& workspaces, std::chrono::milliseconds outage,
+                       const std::function<void()>& begin, const std::function<void()>& end) {
+  auto options = database_load(tag, workspaces);
+  // Many clients: while the database does not answer, each waits up to the
+  // commit timeout, and the outage should still meet many conversations.
+  options.threads = 16;
+  options.pause = 150ms;
+  expected_store expected;
+  expected.add(warm_up(server.port(), options), options);
+
+  load_driver load{server.port(), options};
+  load.start();
+  BOOST_TEST_REQUIRE(load.wait_acknowledged(20, 10s), "the load got no 200s before the fault");
+  auto spooled_before = metric_of(server.port(), "kapso_spooled_events_total");
+  auto began = clock_type::now();
+  begin();
+  // The outage lasts `outage`, and until the load has met it.
+  auto met = eventually(
+    [&] {
+      return clock_type::now() - began >= outage
+             && metric_of(server.port(), "kapso_spooled_events_total") >= spooled_before + 20;
+    },
+    outage + 30s, 100ms);
+  end();
+  auto ended = clock_type::now();
+  BOOST_TEST(met, "the server spooled fewer than 20 events during the outage");
+  auto acknowledged = load.acknowledged();
+  BOOST_TEST(load.wait_acknowledged(acknowledged + 40, 15s),
+             "fewer than 40 new 200s within 15 s of the database coming back");
+  load.stop();
+
+  auto summary = summarize(load.deliveries());
+  BOOST_TEST_MESSAGE("[fault] " << tag << ": " << summary.describe());
+  check_answers(summary);
+  auto limit = commit_timeout + 2s;
+  auto during = answered_200_within(load.deliveries(), limit, began, ended);
+  BOOST_TEST(during.requests > 0u, "no request was sent during the outage");
+  BOOST_TEST(during.count == 0u,
+             during.count << " of " << during.requests << " requests sent during the "
+                          << ms_since(began) << " ms outage were not answered 200 within "
+                          << limit.count() << " ms:" << during.describe());
+  auto all = answered_200_within(load.deliveries(), limit);
+  BOOST_TEST(all.count == 0u, all.count << " of " << all.requests
+                                        << " requests in all were not answered 200 within "
+                                        << limit.count() << " ms:" << all.describe());
+
+  auto left = resend_unacknowledged(load.deliveries(), options, server.port(), 60s);
+  BOOST_TEST(left == 0u, left << " deliveries still not answered 200 after 60 s of re-sending");
+  expected.add(load.deliveries(), options);
+  check_stored(db, expected, true, 60s);
+  check_nothing_quarantined(server);
+}
+
+bool wait_for_lock_waiter(const test_database& db, std::chrono::milliseconds timeout) {
+  return eventually(
+    [&] {
+      return db.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                      "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+             > 0;
+    },
+    timeout, 20ms);
+}
+
+std::vector<std::pair<std::string, std::string>> refused_messages(
+  const std::vector<delivery>& deliveries, const load_options& options) {
+  std::vector<std::pair<std::string, std::string>> refused;
+  for (const auto& d : deliveries) {
+    if (d.acknowledged() || d.attempts.empty())
+      continue;
+    bool at_the_door = std::all_of(d.attempts.begin(), d.attempts.end(), [](const attempt& a) {
+      return a.status == 401
+             || (a.status == 503 && a.detail.find("server busy") != std::string::npos);
+    });
+    if (!at_the_door)
+      continue;
+    for (const auto& m : d.messages)
+      refused.emplace_back(options.workspaces.at(d.workspace).id, m.id);
+  }
+  return refused;
+}
+
+void check_refused_not_stored(const test_database& db,
+                              const std::vector<std::pair<std::string, std::string>>& refused) {
+  std::string ids = "{";
+  std::string workspaces = "{";
+  for (const auto& [ws, id] : refused) {
+    ids += (ids.size() > 1 ? "," : "") + id;
+    workspaces += (workspaces.size() > 1 ? "," : "") + ws;
+  }
+  ids += "}";
+  workspaces += "}";
+  auto stored = db.query(
+    "SELECT m.kapso_message_id FROM messages m "
+    "JOIN unnest($1::uuid[], $2::text[]) AS r(workspace_id, id) "
+    "  ON m.workspace_id = r.workspace_id AND m.kapso_message_id = r.id LIMIT 5",
+    workspaces, ids);
+  std::string examples;
+  for (const auto& row : stored)
+    examples += std::string{" "} + row[0].c_str();
+  BOOST_TEST(stored.empty(), "messages of deliveries refused with 401 or 503 \"server busy\" "
+                             "(and never answered 200) were stored:" << examples);
+  BOOST_TEST_MESSAGE("[fault] " << refused.size() << " refused messages, none stored");
 }
 
 undo_on_exit::~undo_on_exit() {

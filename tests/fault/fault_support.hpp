@@ -85,6 +85,73 @@ void check_answers(const load_summary& summary);
 void check_stored(const kapso_test::test_database& db, const expected_store& expected,
                   bool require_all, std::chrono::milliseconds timeout = 30s);
 
+// One sample of a metric of a running server (0 when it does not answer).
+double metric_of(uint16_t port, const std::string& name,
+                 const std::vector<std::string>& labels = {});
+
+// The load the database faults run: 240 conversations over `workspaces`,
+// 6 threads, 20 ms between two requests of a thread.
+load_options database_load(const std::string& tag,
+                           const std::vector<kapso_test::workspace>& workspaces);
+
+// Requests (sent between `from` and `until`) not answered 200 within `limit`.
+struct slow_or_failed {
+  size_t count = 0;
+  size_t requests = 0;
+  std::vector<std::string> examples;
+  std::string describe() const;   // the examples, one per line
+};
+slow_or_failed answered_200_within(const std::vector<delivery>& deliveries,
+                                   std::chrono::milliseconds limit,
+                                   clock_type::time_point from = {},
+                                   clock_type::time_point until = clock_type::time_point::max());
+
+// A load runs while PostgreSQL refuses writes for a reason of its own (not
+// the event's data); then writes work again. The fault is held until the
+// server has met it (commit failures counted, and 20 events spooled or 20
+// deliveries answered 503). During the fault, every 200 must be backed by
+// its row or by the spool, and no 200 may say "ignored"; afterwards (Kapso
+// re-sending what was not answered 200) every message is stored exactly once.
+// `readable_during_fault` false: the fault hides the tables from the checker
+// too (a table or column renamed away), so only the end is checked (a 200
+// with neither a row nor a spool record shows there as missing: Kapso does
+// not re-send what was answered 200).
+// An outage is never a poison event: nothing went to the quarantine.
+void check_nothing_quarantined(const kapso_test::server_process& server);
+
+void refused_writes(const std::string& tag, const fault_database& db,
+                    kapso_test::server_process& server,
+                    const std::vector<kapso_test::workspace>& workspaces,
+                    const std::function<void()>& break_writes,
+                    const std::function<void()>& repair_writes,
+                    bool readable_during_fault = true);
+
+// A load runs through an outage (the database frozen or stopped) of at
+// least `outage`, held until the server spooled 20 events during it: every
+// request is answered 200 within the commit timeout + 2 s (spooled); after
+// the database is back everything is stored exactly once.
+void outage_under_load(const std::string& tag, const fault_database& db,
+                       kapso_test::server_process& server,
+                       const std::vector<kapso_test::workspace>& workspaces,
+                       std::chrono::milliseconds outage, const std::function<void()>& begin,
+                       const std::function<void()>& end);
+
+// True once a session of `db` (other than the asking one) waits for a lock,
+// within `timeout`: a write of the server is held by the test's lock.
+bool wait_for_lock_waiter(const kapso_test::test_database& db,
+                          std::chrono::milliseconds timeout);
+
+// Messages of `deliveries` never answered 200 whose every attempt was
+// refused before the pipeline: 401 (signature) or 503 "server busy" (over
+// http.max-in-flight or http.max-in-flight-bytes). (workspace id, message id)
+std::vector<std::pair<std::string, std::string>> refused_messages(
+  const std::vector<delivery>& deliveries, const load_options& options);
+
+// Asserts that none of `refused` has a row in messages: a refused delivery
+// writes nothing, now or later.
+void check_refused_not_stored(const kapso_test::test_database& db,
+                              const std::vector<std::pair<std::string, std::string>>& refused);
+
 // Runs `undo` when the scope ends, failed or not (a fault must not outlive
 // its case).
 struct undo_on_exit {

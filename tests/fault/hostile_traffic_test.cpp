@@ -2,6 +2,7 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include <arpa/inet.h>
@@ -63,9 +64,22 @@ BOOST_AUTO_TEST_CASE(overload_with_batch_bodies_sheds_load_and_keeps_memory_boun
   flooding.start();
   BOOST_TEST(eventually([&] { return flooding.requests() >= 100; }, 20s),
              "the flood made fewer than 100 requests in 20 s");
+  auto busy_before = metric_of(server.port(), "kapso_http_requests_total", {"code=\"503\""});
   load_driver quietly{server.port(), quiet};
   quietly.start();
-  std::this_thread::sleep_for(8s);
+  // The flood goes on until it was shed (503s) while the second client
+  // made enough requests to judge how it was served.
+  BOOST_TEST(eventually(
+               [&] {
+                 return quietly.requests() >= 40
+                        && metric_of(server.port(), "kapso_http_requests_total",
+                                     {"code=\"503\""})
+                             >= busy_before + 20;
+               },
+               30s, 100ms),
+             "within 30 s of flooding, the second client made " << quietly.requests()
+                                                                 << " requests (40 wanted) or "
+                                                                    "fewer than 20 were shed");
   quietly.stop();
   flooding.stop();
 
@@ -93,6 +107,14 @@ BOOST_AUTO_TEST_CASE(overload_with_batch_bodies_sheds_load_and_keeps_memory_boun
   expected.add(flooding.deliveries(), flood);
   expected.add(quietly.deliveries(), quiet);
   check_stored(db, expected, false, 60s);
+  // "Nothing written": a delivery shed with 503 "server busy" (and never
+  // answered 200) has no row, also once the spool is replayed.
+  auto shed = refused_messages(flooding.deliveries(), flood);
+  BOOST_TEST(shed.size() > 0u, "no flooded delivery was shed: " << flood_summary.describe());
+  BOOST_TEST(eventually([&] { return metric_of(server.port(), "kapso_spool_records") == 0.0; },
+                        20s, 100ms),
+             "the spool was not replayed within 20 s");
+  check_refused_not_stored(db, shed);
 }
 
 // Issue 10, case 7a: connections that send their request header one byte a
@@ -206,12 +228,18 @@ BOOST_AUTO_TEST_CASE(descriptor_exhaustion_does_not_stop_accepting, *utf::timeou
   expected_store expected;
   expected.add(warm_up(server.port(), options), options);
 
+  auto fds_before = open_descriptors(server.pid());
   std::vector<int> burst;
   for (int i = 0; i < 120; ++i)
     if (auto fd = open_raw(server.port()); fd >= 0)
       burst.push_back(fd);
   BOOST_TEST_MESSAGE("[fault] opened " << burst.size() << " idle connections");
-  std::this_thread::sleep_for(1s);
+  // Held until the server has taken all the connections it may.
+  BOOST_TEST(eventually([&] { return open_descriptors(server.pid()) >= fds_before + 20; }, 5s,
+                        20ms),
+             "the server holds " << open_descriptors(server.pid()) - fds_before
+                                 << " more descriptors after the burst (20 wanted; "
+                                    "http.max-connections=32)");
   for (auto fd : burst)
     ::close(fd);
 
@@ -309,8 +337,15 @@ BOOST_AUTO_TEST_CASE(unsigned_requests_with_huge_wire_fields_do_not_grow_memory,
         at_third_kib = server.rss_kib();
     }
   });
-  std::this_thread::sleep_for(1s);
-  auto end_kib = server.rss_kib();
+  // Once every request is answered, the memory they took is given back:
+  // RSS stays (or comes back) under the growth bound within 5 s.
+  size_t end_kib = 0;
+  eventually(
+    [&] {
+      end_kib = server.rss_kib();
+      return end_kib < at_third_kib.load() + growth_bound_kib;
+    },
+    5s, 100ms);
 
   std::map<int, size_t> all;
   for (auto& per_thread : statuses)

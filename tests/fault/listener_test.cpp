@@ -37,14 +37,6 @@ bool send_some(int fd, const std::string& bytes) {
   return n >= 0 || errno == EAGAIN || errno == EWOULDBLOCK;
 }
 
-size_t open_descriptors(int pid) {
-  size_t n = 0;
-  for ([[maybe_unused]] const auto& entry :
-       std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"))
-    ++n;
-  return n;
-}
-
 // The lowest descriptor number the process does not use. The kernel hands
 // out the lowest free number and refuses one at or past the soft limit, so
 // a limit of this number leaves the process no descriptor at all.

@@ -71,8 +71,12 @@ void send_once(http_client& client, delivery& d, const load_options& options) {
     header_list extra;
     if (d.batch)
       extra.emplace_back("X-Webhook-Batch", "true");
-    auto response = post_webhook(client, body, ws.secret ? *ws.secret : global_secret,
-                                 "whatsapp.message.received", extra);
+    std::optional<std::string> secret;
+    if (options.sign == signing::valid)
+      secret = ws.secret ? *ws.secret : global_secret;
+    else if (options.sign == signing::wrong_secret)
+      secret = "not-the-secret";
+    auto response = post_webhook(client, body, secret, "whatsapp.message.received", extra);
     a.status = response.status;
     a.retry_after = !response.header("retry-after").empty();
     if (response.status == 200) {

@@ -19,6 +19,10 @@ namespace kapso_fault {
 using clock_type = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+// How a load signs its deliveries: floods of unsigned or wrongly signed ones
+// must be refused (401) and leave nothing behind.
+enum class signing { valid, wrong_secret, none };
+
 struct load_options {
   std::string tag = "load";             // in every message id: unique per test
   std::vector<kapso_test::workspace> workspaces; // deliveries are spread over these
@@ -31,6 +35,7 @@ struct load_options {
   std::chrono::milliseconds client_timeout = 12s;
   std::chrono::milliseconds pause = 0ms; // between two requests of one thread
   size_t max_deliveries_per_thread = SIZE_MAX;
+  signing sign = signing::valid;
 };
 
 // One message of a delivery; its conversation decides workspace and phone.

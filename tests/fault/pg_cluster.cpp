@@ -272,6 +272,14 @@ void pg_cluster::stop_immediate() {
     throw std::runtime_error("pg_ctl stop -m immediate failed:\n" + stopped.output);
 }
 
+void pg_cluster::stop_fast() {
+  if (frozen_)
+    thaw();
+  auto stopped = as_pg({bin_ + "/pg_ctl", "-D", data_, "-m", "fast", "-w", "-t", "60", "stop"});
+  if (stopped.exit_code != 0 && running())
+    throw std::runtime_error("pg_ctl stop -m fast failed:\n" + stopped.output);
+}
+
 int pg_cluster::postmaster_pid() const { return pid_in(data_); }
 
 bool pg_cluster::running() const { return alive(postmaster_pid()); }

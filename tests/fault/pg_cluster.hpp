@@ -38,6 +38,9 @@ class pg_cluster {
   // every backend killed, no checkpoint).
   void start();
   void stop_immediate();
+  // pg_ctl stop -m fast: a clean shutdown (sessions terminated with
+  // SQLSTATE 57P01, a checkpoint, then the postmaster exits).
+  void stop_fast();
   bool running() const;
 
   // SIGSTOP of the postmaster and every process it forked, and SIGCONT:

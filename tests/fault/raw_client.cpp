@@ -9,6 +9,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <thread>
 
 #include "tests/integration/harness.hpp"
@@ -73,6 +74,15 @@ int answer_status(int fd, std::chrono::milliseconds within) {
   if (answer.compare(0, 9, "HTTP/1.1 ") != 0)
     return -1;
   return std::atoi(answer.substr(9, 3).c_str());
+}
+
+size_t open_descriptors(int pid) {
+  size_t n = 0;
+  std::error_code error;
+  for (auto i = std::filesystem::directory_iterator{"/proc/" + std::to_string(pid) + "/fd", error};
+       !error && i != std::filesystem::directory_iterator{}; i.increment(error))
+    ++n;
+  return n;
 }
 
 std::optional<std::chrono::milliseconds> signed_delivery_works(uint16_t port,

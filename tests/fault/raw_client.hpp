@@ -24,6 +24,9 @@ bool closed_by_peer(int fd);
 // without one.
 int answer_status(int fd, std::chrono::milliseconds within);
 
+// Descriptors a process has open (entries of /proc/<pid>/fd).
+size_t open_descriptors(int pid);
+
 // A delivery to workspace 0 re-sent until answered 200; how long it took,
 // or nullopt when `within` passed first.
 std::optional<std::chrono::milliseconds> signed_delivery_works(uint16_t port,

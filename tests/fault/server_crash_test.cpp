@@ -159,7 +159,11 @@ BOOST_AUTO_TEST_CASE(sigterm_while_the_database_hangs_answers_and_exits_in_time,
   BOOST_TEST_REQUIRE(load.wait_acknowledged(50, 20s), "the load got too few answers 200");
   pg_cluster::shared().freeze();
   undo_on_exit thaw{[] { pg_cluster::shared().heal(); }};
-  std::this_thread::sleep_for(500ms);
+  // Signalled once deliveries pile up on the frozen database.
+  BOOST_TEST(eventually(
+               [&] { return metric_of(server.port(), "kapso_in_flight_deliveries") >= 4.0; },
+               5s, 20ms),
+             "fewer than 4 deliveries waited on the frozen database");
   auto signalled = clock_type::now();
   auto exit = server.signal_and_wait(SIGTERM, shutdown_limit + shutdown_margin);
   if (!exit.exited)
