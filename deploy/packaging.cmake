@@ -59,7 +59,7 @@ set(CPACK_STRIP_FILES TRUE)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
-# Runtime libraries from dpkg-shlibdeps (libpq, libpqxx, CAF, OpenSSL, libsystemd, ...).
+# Runtime libraries from dpkg-shlibdeps (libpq, CAF, OpenSSL, libsystemd, ...).
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 set(CPACK_DEBIAN_PACKAGE_DEPENDS "adduser")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "postgresql (>= 15), haproxy, pg-auto-failover-cli, prometheus")

@@ -47,7 +47,7 @@ unexpected="$(grep -vE ' \./(usr/bin/kapso-ingest|lib/systemd/system/kapso-inges
 # --- control data --------------------------------------------------------------------
 control="$(dpkg-deb -f "$deb")"
 depends="$(dpkg-deb -f "$deb" Depends)"
-for dep in adduser libpqxx libcaf-core libsystemd0 libssl3 libjemalloc2 libphonenumber; do
+for dep in adduser libpq5 libcaf-core libsystemd0 libssl3 libjemalloc2 libphonenumber; do
   grep -q "$dep" <<<"$depends" || fail "Depends lacks $dep (shlibdeps): $depends"
 done
 grep -q '^Package: kapso-ingest$' <<<"$control" || fail "wrong Package field"

@@ -405,7 +405,10 @@ BOOST_AUTO_TEST_CASE(a_writer_stopped_by_a_failed_allocation_answers_503_exits_7
   auto server_opts = fault_server(
     "writer-stops", {"--persistence.writers=1", "--persistence.commit-timeout-ms=5000",
                      "--http.shutdown-timeout-ms=4000",
-                     "--http.body-limit=" + std::to_string(128 << 20)});
+                     "--http.body-limit=" + std::to_string(128 << 20),
+                     // A waiting delivery holds its body twice (request and
+                     // parsed copy): room for this one.
+                     "--http.max-in-flight-bytes=" + std::to_string(256 << 20)});
   server_opts.env["MALLOC_CONF"] = "retain:false,dirty_decay_ms:0,muzzy_decay_ms:0";
   server_process server{db.url(), server_opts};
   undo_on_exit heal{[] { cluster().heal(); }};
