@@ -79,11 +79,33 @@ struct stop_cause {
   std::string failure;
 };
 
-stop_cause wait_for_stop(const sigset_t& signals, const std::atomic<bool>& failed,
-                         const std::string& failure) {
+// SIGUSR1 withdraws the instance from load balancers (/readyz 503 while
+// deliveries are still served), SIGUSR2 puts it back: a rolling restart sends
+// SIGUSR1, waits until the balancers stop sending here, then SIGTERM.
+constexpr int withdraw_signal = SIGUSR1;
+constexpr int return_signal = SIGUSR2;
+
+sigset_t with_admin_signals(sigset_t signals) {
+  sigaddset(&signals, withdraw_signal);
+  sigaddset(&signals, return_signal);
+  return signals;
+}
+
+stop_cause wait_for_stop(const sigset_t& signals, http_server& server,
+                         const std::atomic<bool>& failed, const std::string& failure) {
+  auto waited = with_admin_signals(signals);
   for (;;) {
     timespec tick{0, 100 * 1000 * 1000};
-    int sig = sigtimedwait(&signals, nullptr, &tick);
+    int sig = sigtimedwait(&waited, nullptr, &tick);
+    if (sig == withdraw_signal || sig == return_signal) {
+      server.withdraw(sig == withdraw_signal);
+      if (sig == withdraw_signal)
+        spdlog::info("signal {}: withdrawn, /readyz answers 503 while deliveries are still "
+                     "served", sig);
+      else
+        spdlog::info("signal {}: back in, /readyz answers as the database allows", sig);
+      continue;
+    }
     if (sig > 0)
       return {sig, {}};
     if (failed.load())
@@ -144,7 +166,7 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
   std::optional<migrator_actor> migrate;
   if (cfg.migrate_on_start)
     migrate = sys.spawn<caf::detached>(migrator, cfg, writers, dir);
-  auto cause = wait_for_stop(signals, failed, failure);
+  auto cause = wait_for_stop(signals, server, failed, failure);
   sd_notify(0, "STOPPING=1");
   auto limit = std::chrono::steady_clock::now() + cfg.shutdown_timeout;
   // Whatever happens below, the process is gone by the limit.
@@ -191,7 +213,8 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  auto blocked = with_admin_signals(signals);
+  pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
   std::signal(SIGPIPE, SIG_IGN);
   // A spool write past a file-size limit must fail with EFBIG, not kill us.
   std::signal(SIGXFSZ, SIG_IGN);

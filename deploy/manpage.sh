@@ -120,6 +120,14 @@ Token for GET verification (security.verify\-token).
 Answer /readyz 503 and new deliveries 503, answer the deliveries in flight (for at most
 http.request\-timeout\-ms), then exit 0. Under systemd (Type=notify) the service reports
 READY=1 once it listens and STOPPING=1 when the signal arrives.
+.TP
+.B SIGUSR1
+Withdraw from load balancers: /readyz answers 503 while deliveries are still served as
+before, so that HAProxy stops sending here before a SIGTERM (the first step of a rolling
+restart). Lasts until SIGUSR2 or the end of the process.
+.TP
+.B SIGUSR2
+Back in after SIGUSR1: /readyz answers as the database allows.
 .SH FILES
 .TP
 .I /etc/kapso\-ingest/caf\-application.ini

@@ -288,6 +288,7 @@ struct http_server::impl {
   settings cfg;
   parse_options parse_cfg;
   std::atomic<bool> shutting_down{false};
+  std::atomic<bool> withdrawn{false};
   // Bodies being read and deliveries waiting share one bound in bytes.
   std::shared_ptr<byte_budget> budget;
   std::shared_ptr<waiting_deliveries> waiting;
@@ -398,6 +399,9 @@ struct http_server::impl {
   restinio::request_handling_status_t readiness(request_handle req) {
     if (shutting_down)
       return send(req, "readyz", answer_error(503, "shutting down", 1));
+    if (withdrawn)
+      return send(req, "readyz",
+                  answer_error(503, "withdrawn from the load balancer; deliveries still served", 1));
     sys.spawn([req, dir = directory, shutting = shutting_down.load()](caf::event_based_actor* self) {
       self->request(dir, std::chrono::seconds(3), readiness_atom::value)
         .then(
@@ -510,6 +514,10 @@ void http_server::start(router_actor router, directory_actor directory) {
 
 void http_server::begin_shutdown() {
   impl_->shutting_down = true;
+}
+
+void http_server::withdraw(bool withdrawn) {
+  impl_->withdrawn = withdrawn;
 }
 
 size_t http_server::in_flight() const {

@@ -27,6 +27,11 @@ public:
   // New deliveries get 503 from now on; health and metrics still answer.
   void begin_shutdown();
 
+  // Withdrawn, /readyz answers 503 so that load balancers stop sending here,
+  // while deliveries that still arrive are served as before: the first step
+  // of a rolling restart, ahead of the SIGTERM drain. Reversible.
+  void withdraw(bool withdrawn);
+
   // Deliveries accepted and not yet answered.
   size_t in_flight() const;
 

@@ -5,6 +5,9 @@
 #                                      lines are "front http://127.0.0.1:PORT" and
 #                                      "database <libpq multi-host URL>"
 #   scripts/cluster.sh status          one line per component: NAME PID ROLE
+#   scripts/cluster.sh roll            replace the instances one at a time with $KAPSO_CLUSTER_BINARY:
+#                                      withdraw (SIGUSR1), wait until HAProxy stops sending,
+#                                      SIGTERM drain, start, wait until HAProxy sends again
 #   scripts/cluster.sh down [--purge]  stop everything it started; --purge also deletes the data
 set -euo pipefail
 
@@ -25,7 +28,7 @@ INGESTS=(ingest-1 ingest-2)
 STOP_GRACE=20
 
 usage() {
-  sed -n '2,8p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+  sed -n '2,11p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
   cat <<'EOF'
 
 Environment (defaults in brackets; ports are chosen on the first `up` and kept in
@@ -511,6 +514,67 @@ cmd_status() {
   fi
 }
 
+# --- roll -----------------------------------------------------------------------------
+
+# The state HAProxy's stats give a server of a backend: UP, DOWN, "UP 1/2" (going down),
+# "DOWN 1/2" (coming up), MAINT, ...; empty when HAProxy does not answer.
+haproxy_server_status() {
+  curl -s -m 2 "http://127.0.0.1:$STATS_PORT/stats;csv" 2>/dev/null \
+    | awk -F, -v px="$1" -v sv="$2" '$1 == px && $2 == sv { print $18 }' || true
+}
+haproxy_sends_to() { [ "$(haproxy_server_status kapso_ready "$1")" = UP ]; }
+haproxy_stopped_sending_to() {
+  case "$(haproxy_server_status kapso_ready "$1")" in DOWN*|MAINT*) return 0 ;; *) return 1 ;; esac
+}
+
+# Replaces one instance without a delivery seeing anything but 200: it answers /readyz 503
+# while still serving (SIGUSR1) until HAProxy has taken it out of kapso_ready, then drains on
+# SIGTERM (nothing new reaches it; what does is answered 503 and retried elsewhere by
+# HAProxy), and the new one starts; the next instance waits until HAProxy sends here again.
+roll_ingest() {
+  local name="$1" other pid start=$EPOCHREALTIME port
+  port="$(ingest_port "$name")"
+  for other in "${INGESTS[@]}"; do
+    [ "$other" != "$name" ] || continue
+    haproxy_sends_to "$other" \
+      || kapso_die "HAProxy does not send to $other ($(haproxy_server_status kapso_ready "$other")):" \
+                   "not taking $name out, nothing else would serve"
+  done
+  if pid="$(live_pid "$name" "$(ingest_marker "$name")")"; then
+    kapso_log "$name (pid $pid): withdrawn (SIGUSR1), waiting until HAProxy stops sending to it"
+    kill -USR1 "$pid"
+    if ! wait_for 30 "HAProxy to take $name out of kapso_ready" haproxy_stopped_sending_to "$name"; then
+      kill -USR2 "$pid" 2>/dev/null || true
+      kapso_die "HAProxy still sends to $name: put back (SIGUSR2), nothing replaced"
+    fi
+    stop_component "$name" "$(ingest_marker "$name")"
+  else
+    kapso_log "$name is not running"
+  fi
+  start_ingest "$name"
+  wait_for 60 "$name" ready_200 "$port" \
+    || { tail -n 20 "$LOG_DIR/$name.log" >&2; kapso_die "the new $name is not ready"; }
+  wait_for 30 "HAProxy to send to $name" haproxy_sends_to "$name" \
+    || kapso_die "HAProxy does not send to the new $name ($(haproxy_server_status kapso_ready "$name"))"
+  kapso_log "$name replaced (pid $(cat "$RUN_DIR/$name.pid")) in $(elapsed_since "$start") s"
+}
+
+elapsed_since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.1f", b - a }'; }
+
+cmd_roll() {
+  [ -f "$STATE_FILE" ] || kapso_die "no cluster in $CLUSTER_DIR: scripts/cluster.sh up first"
+  [ -x "$INGEST_BINARY" ] || kapso_die "$INGEST_BINARY is missing (build it or set KAPSO_CLUSTER_BINARY)"
+  cluster_ports
+  PG_BIN_DIR="$(kapso_pg_bin)"
+  live_pid haproxy "$(haproxy_marker)" >/dev/null || kapso_die "haproxy is not running: scripts/cluster.sh up first"
+  INGEST_SECRET="${KAPSO_WEBHOOK_SECRET:-demo-secret}"
+  local name start=$EPOCHREALTIME
+  kapso_log "rolling ${INGESTS[*]} onto $INGEST_BINARY"
+  for name in "${INGESTS[@]}"; do roll_ingest "$name"; done
+  kapso_log "roll done in $(elapsed_since "$start") s"
+  cmd_status
+}
+
 # --- down -----------------------------------------------------------------------------
 
 cmd_down() {
@@ -541,6 +605,7 @@ cmd_down() {
 case "${1:-}" in
   up) cmd_up ;;
   status) cmd_status ;;
+  roll) cmd_roll ;;
   down) shift; cmd_down "$@" ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;

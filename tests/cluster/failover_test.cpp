@@ -32,13 +32,6 @@ bool ready(uint16_t port) {
   }
 }
 
-std::string sync_state(const std::string& url) {
-  pqxx::connection connection{url};
-  pqxx::nontransaction tx{connection};
-  auto rows = tx.exec("SELECT sync_state FROM pg_stat_replication");
-  return rows.size() == 1 ? rows[0][0].c_str() : std::to_string(rows.size()) + " standbys";
-}
-
 bool writable(const std::string& url) {
   try {
     pqxx::connection connection{url};
@@ -137,7 +130,7 @@ BOOST_AUTO_TEST_CASE(kill_9_of_the_primary_under_load) {
   auto old_primary = fleet.primary();
   BOOST_TEST_REQUIRE(!old_primary.empty(), "no primary in scripts/cluster.sh status");
   // A COMMIT waits for the standby: what lets a promotion lose nothing.
-  auto sync = sync_state(fleet.node_url(old_primary));
+  auto sync = replication_state(fleet.node_url(old_primary));
   BOOST_TEST_REQUIRE((sync == "quorum" || sync == "sync"), "replication is " << sync);
   change_primary_under_load(fleet, "failover", other(old_primary),
                             [&] { fleet.kill_node(old_primary); });
@@ -148,7 +141,7 @@ BOOST_AUTO_TEST_CASE(planned_switchover_under_load) {
   auto fleet = topology::ensure_up();
   auto old_primary = fleet.primary();
   BOOST_TEST_REQUIRE(!old_primary.empty(), "no primary in scripts/cluster.sh status");
-  auto sync = sync_state(fleet.node_url(old_primary));
+  auto sync = replication_state(fleet.node_url(old_primary));
   BOOST_TEST_REQUIRE((sync == "quorum" || sync == "sync"), "replication is " << sync);
   change_primary_under_load(fleet, "switchover", other(old_primary), [&] {
     pqxx::connection monitor{fleet.monitor_url()};

@@ -1,11 +1,13 @@
 // The fleet of scripts/cluster.sh as the cluster tests see it, and a Kapso-like sender.
 #include "tests/cluster/topology.hpp"
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -225,9 +227,25 @@ void topology::kill_ingest(const std::string& name) const {
     throw std::runtime_error("cannot kill " + name);
 }
 
+void topology::kill_haproxy() const {
+  auto c = find("haproxy");
+  if (c.pid <= 0 || ::kill(c.pid, SIGKILL) != 0)
+    throw std::runtime_error("cannot kill haproxy");
+}
+
+std::string topology::roll(std::chrono::seconds timeout) const {
+  auto result = run_command({"bash", cluster_script(), "roll"}, timeout);
+  if (result.exit_code != 0)
+    throw std::runtime_error("scripts/cluster.sh roll failed (exit "
+                             + std::to_string(result.exit_code) + "):\n"
+                             + last_lines(result.output, 40));
+  return result.output;
+}
+
 void topology::signal_node(const std::string& name, int signal) const {
   auto keeper = find(name).pid;
-  auto dir = dir_ + "/pg/" + (name == "pg-node-1" ? "node1" : "node2");
+  auto dir = dir_ + "/pg/"
+             + (name == "monitor" ? "monitor" : name == "pg-node-1" ? "node1" : "node2");
   std::istringstream pidfile{read_text(dir + "/postmaster.pid")};
   int postmaster = -1;
   pidfile >> postmaster;
@@ -251,6 +269,49 @@ double topology::metric(int n, const std::string& name) const {
   } catch (const std::exception&) {
     return -1;
   }
+}
+
+std::string replication_state(const std::string& url) {
+  pqxx::connection connection{url};
+  pqxx::nontransaction tx{connection};
+  auto rows = tx.exec("SELECT sync_state FROM pg_stat_replication");
+  return rows.size() == 1 ? rows[0][0].c_str() : std::to_string(rows.size()) + " standbys";
+}
+
+double topology::haproxy_counter(const std::string& proxy, const std::string& server,
+                                 const std::string& field) const {
+  auto split = [](const std::string& line) {
+    std::vector<std::string> cells;
+    std::istringstream in{line};
+    for (std::string cell; std::getline(in, cell, ',');)
+      cells.push_back(cell);
+    return cells;
+  };
+  std::string csv;
+  try {
+    http_client client{port("STATS_PORT"), 5s};
+    auto stats = client.get("/stats;csv");
+    if (stats.status != 200)
+      return -1;
+    csv = stats.body;
+  } catch (const std::exception&) {
+    return -1;
+  }
+  std::istringstream lines{csv};
+  std::string line;
+  if (!std::getline(lines, line) || line.rfind("# ", 0) != 0)
+    return -1;
+  auto header = split(line.substr(2));
+  auto column = std::find(header.begin(), header.end(), field);
+  if (column == header.end())
+    return -1;
+  auto index = static_cast<size_t>(column - header.begin());
+  while (std::getline(lines, line)) {
+    auto cells = split(line);
+    if (cells.size() > index && cells[0] == proxy && cells[1] == server)
+      return cells[index].empty() ? 0 : std::stod(cells[index]);
+  }
+  return -1;
 }
 
 workspace insert_workspace(const std::string& url, const std::string& label) {
@@ -318,11 +379,14 @@ std::vector<sent_message> run_load(uint16_t port, const std::string& secret,
       m.phone = "+1555770" + std::to_string(1000 + conversation);
       m.timestamp = base + static_cast<int64_t>(k);
       m.text = options.label + " " + std::to_string(k);
+      m.first_sent = std::chrono::steady_clock::now();
       auto result = deliver(client, port, delivery_body(ws, m.id, m.timestamp, m.text, m.phone),
-                            secret, std::chrono::steady_clock::now() + options.retry_window);
+                            secret, m.first_sent + options.retry_window);
+      m.answered_at = std::chrono::steady_clock::now();
       m.attempts = result.attempts;
       m.delivered = result.delivered;
       m.accepted = result.delivered && result.counts.accepted == 1;
+      m.failures = std::move(result.failures);
       if (result.delivered)
         ++answered;
       per_thread[t].push_back(std::move(m));
@@ -334,6 +398,59 @@ std::vector<sent_message> run_load(uint16_t port, const std::string& secret,
   for (auto& messages : per_thread)
     all.insert(all.end(), messages.begin(), messages.end());
   return all;
+}
+
+std::vector<sent_message> load_during(const topology& fleet, const workspace& ws,
+                                      const load_options& options,
+                                      const std::function<void(const std::atomic<size_t>&)>& scenario) {
+  std::atomic<bool> stop{false};
+  std::atomic<size_t> answered{0};
+  std::exception_ptr failure;
+  std::thread controller{[&] {
+    try {
+      scenario(answered);
+    } catch (...) {
+      failure = std::current_exception();
+    }
+    stop = true;
+  }};
+  auto messages = run_load(fleet.front_port(), fleet.secret(), ws, options, stop, answered);
+  // The load ends by itself at max_deliveries: the scenario still runs to its end.
+  controller.join();
+  if (failure)
+    std::rethrow_exception(failure);
+  return messages;
+}
+
+void wait_for_answers(const std::atomic<size_t>& answered, size_t count) {
+  if (!eventually([&] { return answered.load() >= count; }, 60s, 5ms))
+    throw std::runtime_error("only " + std::to_string(answered.load()) + " deliveries answered "
+                             "200 after a minute, waiting for " + std::to_string(count));
+}
+
+std::chrono::milliseconds longest_gap_between_answers(
+  const std::vector<sent_message>& messages, std::chrono::steady_clock::time_point from,
+  std::chrono::steady_clock::time_point to) {
+  std::vector<std::chrono::steady_clock::time_point> answers;
+  for (auto& m : messages)
+    if (m.delivered)
+      answers.push_back(m.answered_at);
+  std::sort(answers.begin(), answers.end());
+  std::chrono::steady_clock::duration longest{0};
+  for (size_t i = 1; i < answers.size(); ++i)
+    if (answers[i] >= from && answers[i - 1] <= to)
+      longest = std::max(longest, answers[i] - answers[i - 1]);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(longest);
+}
+
+std::chrono::milliseconds longest_delivery(const std::vector<sent_message>& messages,
+                                           std::chrono::steady_clock::time_point from,
+                                           std::chrono::steady_clock::time_point to) {
+  std::chrono::steady_clock::duration longest{0};
+  for (auto& m : messages)
+    if (m.delivered && m.answered_at >= from && m.first_sent <= to)
+      longest = std::max(longest, m.answered_at - m.first_sent);
+  return std::chrono::duration_cast<std::chrono::milliseconds>(longest);
 }
 
 void check_inbox(const std::string& url, const workspace& ws,

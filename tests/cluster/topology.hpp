@@ -5,6 +5,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -56,10 +57,21 @@ class topology {
   void kill_node(const std::string& name) const { signal_node(name, SIGKILL); }
   // SIGSTOP of the same processes: a machine that hangs. Its sockets stay open and silent.
   void freeze_node(const std::string& name) const { signal_node(name, SIGSTOP); }
+  // kill -9 of the pg_auto_failover monitor the same way.
+  void kill_monitor() const { signal_node("monitor", SIGKILL); }
+  // kill -9 of HAProxy.
+  void kill_haproxy() const;
+
+  // `scripts/cluster.sh roll`; returns its output, throws with it when it fails.
+  std::string roll(std::chrono::seconds timeout = 180s) const;
 
   // The sum of a metric's samples in instance n's /metrics; -1 when it does not answer.
   double metric(int n, const std::string& name) const;
   double spool_records(int n) const { return metric(n, "kapso_spool_records"); }
+  // A field of HAProxy's stats CSV (e.g. "wredis", "hrsp_5xx") for a proxy and server
+  // ("BACKEND" for the whole backend); -1 when HAProxy does not answer or has no such row.
+  double haproxy_counter(const std::string& proxy, const std::string& server,
+                         const std::string& field) const;
 
  private:
   uint16_t port(const std::string& key) const;
@@ -70,6 +82,10 @@ class topology {
   std::string database_url_;
   std::string secret_;
 };
+
+// sync_state of the one standby that `url`'s node streams to ("quorum" or "sync" for a
+// synchronous one), or "N standbys".
+std::string replication_state(const std::string& url);
 
 // A workspace inserted on the primary the way other applications do.
 workspace insert_workspace(const std::string& url, const std::string& label);
@@ -103,6 +119,8 @@ struct sent_message {
   int attempts = 0;
   bool delivered = false;
   bool accepted = false; // its 200 said accepted (not duplicate)
+  std::vector<std::string> failures; // what the attempts before the 200 got
+  std::chrono::steady_clock::time_point first_sent, answered_at; // answered_at: of the 200
 };
 
 struct load_options {
@@ -121,6 +139,27 @@ std::vector<sent_message> run_load(uint16_t port, const std::string& secret,
                                    const workspace& ws, const load_options& options,
                                    const std::atomic<bool>& stop,
                                    std::atomic<size_t>& answered);
+
+// Runs a load through HAProxy's front while `scenario` runs on a thread of its own (it gets
+// the count of deliveries answered 200 so far, to wait on); the load stops when the scenario
+// returns. The scenario's exception, if any, is thrown once the load has stopped.
+std::vector<sent_message> load_during(const topology& fleet, const workspace& ws,
+                                      const load_options& options,
+                                      const std::function<void(const std::atomic<size_t>&)>& scenario);
+
+// For a scenario of load_during: waits until `count` deliveries were answered 200; throws
+// after a minute.
+void wait_for_answers(const std::atomic<size_t>& answered, size_t count);
+
+// The longest wait between two consecutive 200s of a load that overlaps [from, to].
+std::chrono::milliseconds longest_gap_between_answers(
+  const std::vector<sent_message>& messages, std::chrono::steady_clock::time_point from,
+  std::chrono::steady_clock::time_point to);
+
+// The longest a delivery answered 200 in [from, to] waited from its first attempt.
+std::chrono::milliseconds longest_delivery(const std::vector<sent_message>& messages,
+                                           std::chrono::steady_clock::time_point from,
+                                           std::chrono::steady_clock::time_point to);
 
 // Boost.Test checks that the inbox of `ws` on `url` holds every message answered 200 exactly
 // once, nothing that was not sent, each stored message once, exact unread counts and the

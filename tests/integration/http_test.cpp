@@ -1,4 +1,5 @@
 // SPEC §2 HTTP surface: 400/413/415, GET verification, health, readiness, /metrics.
+#include <csignal>
 #include <stdexcept>
 #include <thread>
 
@@ -260,6 +261,46 @@ BOOST_AUTO_TEST_CASE(server_migrates_a_fresh_database_on_start_by_default) {
                1500ms, 100ms),
              "the workspace inserted after start-up was not served within a second: "
                << response.status << " " << response.body);
+}
+
+// SIGUSR1, the first step of a rolling restart: /readyz turns 503 so that load balancers stop
+// sending, while deliveries that still arrive are answered and stored as before; SIGUSR2 puts
+// the instance back; SIGTERM still drains and exits 0 while it is withdrawn.
+BOOST_AUTO_TEST_CASE(sigusr1_withdraws_readiness_while_deliveries_are_still_served) {
+  test_database db;
+  auto ws = db.insert_workspace();
+  server_process server{db.url(), server_options{{}, {}, "/readyz", std::nullopt, "withdraw"}};
+  http_client client{server.port()};
+  auto readyz = [&] { return client.get("/readyz").status; };
+  BOOST_TEST_REQUIRE(readyz() == 200);
+
+  BOOST_TEST_REQUIRE(::kill(server.pid(), SIGUSR1) == 0);
+  BOOST_TEST_REQUIRE(eventually([&] { return readyz() == 503; }, 5s, 20ms),
+                     "/readyz still " << readyz() << " after SIGUSR1");
+  auto withdrawn = client.get("/readyz");
+  BOOST_TEST(withdrawn.body.find("withdrawn") != std::string::npos, withdrawn.body);
+  auto health = client.get("/healthz");
+  BOOST_TEST(health.status == 200, health.body);
+  BOOST_TEST(health.parsed() == json::parse(R"({"status":"ok"})"), health.body);
+  auto response = post_webhook(client, event_body(ws, "wamid.withdrawn.1"));
+  BOOST_TEST_REQUIRE(response.status == 200, response.body);
+  BOOST_TEST(counts_of(response).accepted == 1, response.body);
+  BOOST_TEST(db.count("SELECT count(*) FROM messages WHERE kapso_message_id = "
+                      "'wamid.withdrawn.1'") == 1);
+  // Still withdrawn a while later: nothing but SIGUSR2 or the end of the process undoes it.
+  std::this_thread::sleep_for(300ms);
+  BOOST_TEST(readyz() == 503);
+
+  BOOST_TEST_REQUIRE(::kill(server.pid(), SIGUSR2) == 0);
+  BOOST_TEST(eventually([&] { return readyz() == 200; }, 5s, 20ms),
+             "/readyz still " << readyz() << " after SIGUSR2");
+
+  BOOST_TEST_REQUIRE(::kill(server.pid(), SIGUSR1) == 0);
+  BOOST_TEST_REQUIRE(eventually([&] { return readyz() == 503; }, 5s, 20ms));
+  response = post_webhook(client, event_body(ws, "wamid.withdrawn.2"));
+  BOOST_TEST(response.status == 200, response.body);
+  BOOST_TEST(server.stop(10s) == 0, "exit code after SIGTERM while withdrawn");
+  BOOST_TEST(db.count("SELECT count(*) FROM messages") == 2);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
