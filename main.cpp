@@ -72,6 +72,10 @@ int run_spool(const settings& cfg, const std::string& action) {
   return 0;
 }
 
+// sysexits' EX_SOFTWARE: an actor of the pipeline stopped, so the process
+// exits for systemd (Restart=on-failure) to start a fresh one.
+constexpr int exit_pipeline_failed = 70;
+
 // What ended serving: a termination signal, or an actor of the pipeline
 // that stopped (then the process must not go on half alive).
 struct stop_cause {
@@ -191,7 +195,7 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
     caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
   caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
   spdlog::info("kapso-ingest stopped");
-  return cause.signal != 0 ? 0 : 70; // EX_SOFTWARE: restart me
+  return cause.signal != 0 ? 0 : exit_pipeline_failed;
 }
 
 // A soft descriptor limit below the hard one only makes the server refuse
@@ -246,7 +250,6 @@ int main(int argc, char** argv) {
         return 2;
       }
     }
-    register_ingest_errors(*line.config);
     caf::actor_system sys{*line.config};
     return run_server(sys, values, signals);
   } catch (const std::exception& e) {

@@ -109,7 +109,7 @@ directory_actor::behavior_type directory(directory_self self, settings cfg,
       try {
         // Each look-up has its own deadline; past it, the last known
         // entries answer.
-        auto rows = st.store->find_workspaces(phone_ids, clock_type::now() + st.cfg.actor_timeout);
+        auto rows = st.store->find_workspaces(phone_ids, clock_type::now() + st.cfg.workspace_lookup_timeout);
         st.failed_at = {};
         remember(st, phone_ids, rows);
         workspace_lookup out;
@@ -127,7 +127,7 @@ directory_actor::behavior_type directory(directory_self self, settings cfg,
       if (!st.schema_migrated || holding_off(st))
         return false;
       try {
-        bool current = st.store->schema_current(clock_type::now() + st.cfg.actor_timeout);
+        bool current = st.store->schema_current(clock_type::now() + st.cfg.workspace_lookup_timeout);
         st.failed_at = {};
         return current;
       } catch (const std::exception& e) {

@@ -54,11 +54,6 @@ enum class ingest_errc : uint8_t {
   timeout,           // 503: the pipeline did not answer in time
 };
 
-caf::error make_error(ingest_errc x);
-const char* to_string(ingest_errc x);
-
-// Lets CAF render ingest errors by name (for logs).
-void register_ingest_errors(caf::actor_system_config& cfg);
 
 // -- answers -------------------------------------------------------------------
 

@@ -255,9 +255,7 @@ void wake_known(router_self self, const std::vector<std::string>& ids) {
 
 void look_up(router_self self, std::vector<std::string> ids) {
   auto& st = self->state;
-  // The directory's own deadline is actor_timeout; the margin lets its
-  // answer arrive rather than racing it.
-  self->request(st.directory, st.cfg.actor_timeout + std::chrono::milliseconds(500),
+  self->request(st.directory, st.cfg.workspace_lookup_timeout + lookup_answer_margin,
                 resolve_atom::value, ids)
     .then(
       [=](workspace_lookup& answer) {

@@ -35,9 +35,14 @@ caf::config_value get_given(const void* slot) {
   return given ? *given : caf::config_value{std::string{}};
 }
 
-// Command-line text as CAF reads strings: "\"\"" is the empty text.
+// Command-line text as CAF reads strings: a quoted text is unquoted
+// ("\"\"" is the empty text); anything else — a number, a list — is kept
+// as written, for the option table to check against its own type.
 caf::expected<caf::config_value> read_text(void*, caf::string_view input) {
-  return caf::detail::parse_impl(static_cast<std::string*>(nullptr), input);
+  auto parsed = caf::config_value::parse(input);
+  if (parsed && caf::holds_alternative<std::string>(*parsed))
+    return parsed;
+  return caf::config_value{std::string{input.begin(), input.end()}};
 }
 
 const caf::config_option::meta_state* meta_for(const option_spec& spec) {

@@ -144,7 +144,7 @@ const std::vector<option_spec>& option_specs() {
     flag("security.allow-unsigned", &settings::allow_unsigned,
          "accept requests when no secret applies"),
 
-    millis("router.timeout-ms", &settings::actor_timeout, 50, 9000,
+    millis("router.timeout-ms", &settings::workspace_lookup_timeout, 50, 9000,
            "deadline of one workspace look-up"),
     number("router.lookup-rate", &settings::lookup_rate, 1, 1000000,
            "database look-ups per second of `phone_number_id`s not in the workspace cache, for "
@@ -265,18 +265,21 @@ std::string accepted_text(const option_spec& spec) {
 
 namespace {
 
-// The deadlines inside one delivery's HTTP deadline, and the margin left for
-// the rest of the way (parse, route, answer).
+// The deadlines inside one delivery's HTTP deadline: the workspace look-up,
+// the wait for a batch, a reconnect (after a fresh connection a commit gets
+// its whole allowance again) and the commit; and the margin left for the
+// rest of the way (the look-up's answer margin, parse, route, answer).
 struct inner_deadline {
   std::string_view name;
   ms_field field;
 };
-constexpr std::array<inner_deadline, 3> inner_deadlines{{
-  {"router.timeout-ms", &settings::actor_timeout},
+constexpr std::array<inner_deadline, 4> inner_deadlines{{
+  {"router.timeout-ms", &settings::workspace_lookup_timeout},
   {"persistence.flush-interval-ms", &settings::flush_interval},
+  {"persistence.connect-timeout-ms", &settings::connect_timeout},
   {"persistence.commit-timeout-ms", &settings::commit_timeout},
 }};
-constexpr int64_t timeout_margin_ms = 1000;
+constexpr int64_t timeout_margin_ms = 1000 + lookup_answer_margin.count();
 
 int64_t request_timeout_max() {
   return find_option("http.request-timeout-ms")->max;

@@ -9,6 +9,11 @@
 
 namespace kapso {
 
+// The router waits this much longer than a workspace look-up's own deadline
+// (router.timeout-ms), so that the directory's answer arrives rather than
+// racing the router's timer; counted where the timeouts must nest.
+inline constexpr std::chrono::milliseconds lookup_answer_margin{500};
+
 struct settings {
   // http
   std::string host = "0.0.0.0";
@@ -28,12 +33,12 @@ struct settings {
   bool allow_unsigned = false;              // accept when no secret applies
 
   // router / conversations
-  std::chrono::milliseconds actor_timeout{1000};     // one workspace look-up
+  std::chrono::milliseconds workspace_lookup_timeout{1000};     // one workspace look-up
   size_t lookup_rate = 100;                  // look-ups/s of uncached ids, unsigned by a global secret
   std::chrono::milliseconds workspace_cache_ttl{500};
   std::chrono::milliseconds unknown_log_period{60000};
   std::chrono::milliseconds conversation_idle{5000};
-  size_t conversation_max = 20000;           // live conversation actors
+  size_t conversation_max = 20000;           // conversations whose recent message ids writers keep
 
   // persistence
   std::string database_url;

@@ -1,8 +1,6 @@
 // JSON bodies and status codes of the webhook's answers.
 #include "http/answers.hpp"
 
-#include <caf/sec.hpp>
-
 #include <nlohmann/json.hpp>
 
 namespace kapso {
@@ -24,24 +22,19 @@ http_answer answer_error(int status, const std::string& message, int retry_after
   return a;
 }
 
-http_answer answer_for(const caf::error& err) {
-  if (err.category() == caf::atom("kapso")) {
-    switch (static_cast<ingest_errc>(err.code())) {
-      case ingest_errc::bad_signature:
-        return answer_error(401, "signature missing or invalid");
-      case ingest_errc::overloaded:
-        return answer_error(503, "server busy, retry later", 1);
-      case ingest_errc::shutting_down:
-        return answer_error(503, "server shutting down, retry later", 5);
-      case ingest_errc::timeout:
-        return answer_error(503, "timed out before the events were committed", 5);
-      case ingest_errc::unavailable:
-        break;
-    }
-    return answer_error(503, "database unavailable, retry later", 5);
+http_answer answer_for(ingest_errc why) {
+  switch (why) {
+    case ingest_errc::bad_signature:
+      return answer_error(401, "signature missing or invalid");
+    case ingest_errc::overloaded:
+      return answer_error(503, "server busy, retry later", 1);
+    case ingest_errc::shutting_down:
+      return answer_error(503, "server shutting down, retry later", 5);
+    case ingest_errc::timeout:
+      return answer_error(503, "timed out before the events were committed", 5);
+    case ingest_errc::unavailable:
+      return answer_error(503, "database unavailable, retry later", 5);
   }
-  if (err == caf::sec::request_timeout)
-    return answer_error(503, "timed out before the events were committed", 5);
   return answer_error(503, "could not commit the delivery, retry later", 5);
 }
 

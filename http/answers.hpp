@@ -4,8 +4,6 @@
 
 #include <string>
 
-#include <caf/error.hpp>
-
 #include "actors/protocol.hpp"
 
 namespace kapso {
@@ -22,7 +20,7 @@ http_answer answer_error(int status, const std::string& message, int retry_after
 
 // The single place where a failed delivery becomes a status code: 401 for
 // signatures, 503 with Retry-After for everything Kapso should retry.
-http_answer answer_for(const caf::error& err);
+http_answer answer_for(ingest_errc why);
 
 const char* reason_phrase(int status);
 

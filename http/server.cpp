@@ -139,7 +139,7 @@ public:
   }
 
   void failed(uint64_t ticket, ingest_errc why) override {
-    complete(ticket, answer_for(make_error(why)));
+    complete(ticket, answer_for(why));
   }
 
   // Answers the request waiting under `ticket`, once.
@@ -210,6 +210,10 @@ private:
   uint64_t next_ticket_ = 0;
   std::atomic<size_t> in_flight_{0};
 };
+
+// A client that does not take an answer within this long is dropped: Kapso
+// gives up on a request after 10 s anyway.
+constexpr auto answer_write_limit = std::chrono::seconds(10);
 
 // How often deliveries past their deadline are looked for: the precision of
 // the timeout.
@@ -319,7 +323,7 @@ struct http_server::impl {
       std::unique_lock<std::mutex> lock{sweeper_mutex};
       while (!sweeper_wake.wait_for(lock, deadline_sweep_period, [this] { return sweeper_stop; })) {
         auto cutoff = std::chrono::steady_clock::now() - cfg.request_timeout;
-        auto n = waiting->expire(cutoff, answer_for(make_error(ingest_errc::timeout)));
+        auto n = waiting->expire(cutoff, answer_for(ingest_errc::timeout));
         if (n > 0)
           spdlog::warn("{} deliveries not confirmed within http.request-timeout-ms ({} ms): "
                        "answered 503 (Kapso retries)", n, cfg.request_timeout.count());
@@ -350,10 +354,11 @@ struct http_server::impl {
         return verify_webhook(req);
       return send(req, "webhook", answer_error(405, "method not allowed"));
     }
-    if (method != restinio::http_method_get())
-      return send(req, "other", answer_error(path == "/healthz" || path == "/readyz"
-                                                 || path == "/metrics" ? 405 : 404,
-                                             "not found"));
+    if (method != restinio::http_method_get()) {
+      bool known = path == "/healthz" || path == "/readyz" || path == "/metrics";
+      return send(req, "other", known ? answer_error(405, "method not allowed")
+                                      : answer_error(404, "not found"));
+    }
     if (path == "/healthz") {
       http_answer a;
       a.body = shutting_down ? R"({"status":"shutting_down"})" : R"({"status":"ok"})";
@@ -423,7 +428,7 @@ struct http_server::impl {
 
   restinio::request_handling_status_t post_webhook(request_handle req) {
     if (shutting_down)
-      return send(req, "webhook", answer_for(make_error(ingest_errc::shutting_down)));
+      return send(req, "webhook", answer_for(ingest_errc::shutting_down));
     auto content_type = header_or_empty(req, "Content-Type");
     if (!content_type.empty() && !is_json_type(content_type)) {
       spdlog::info("delivery refused: content type '{}' is not JSON", content_type);
@@ -432,7 +437,7 @@ struct http_server::impl {
     // Cheap early refusal; the exact check is made when the delivery is
     // registered below.
     if (waiting->in_flight() >= cfg.max_in_flight)
-      return send(req, "webhook", answer_for(make_error(ingest_errc::overloaded)));
+      return send(req, "webhook", answer_for(ingest_errc::overloaded));
     delivery_headers headers;
     headers.event_type = header_or_empty(req, "X-Webhook-Event");
     headers.batch = header_or_empty(req, "X-Webhook-Batch");
@@ -452,7 +457,7 @@ struct http_server::impl {
     d->hub_signature = std::string{header_or_empty(req, "X-Hub-Signature-256")};
     auto ticket = waiting->add(req, d->events.size(), d->body.size(), cfg.max_in_flight);
     if (!ticket)
-      return send(req, "webhook", answer_for(make_error(ingest_errc::overloaded)));
+      return send(req, "webhook", answer_for(ingest_errc::overloaded));
     // Answered through the sink by the actors, or by the deadline sweep.
     caf::anon_send(router, ingest_atom::value, delivery_ptr{std::move(d)}, *ticket);
     return restinio::request_accepted();
@@ -500,7 +505,7 @@ void http_server::start(router_actor router, directory_actor directory) {
       // idle timeout: idle keep-alive connections and slow-loris senders
       // are closed and their slots freed.
       .read_next_http_message_timelimit(i.cfg.idle_timeout)
-      .write_http_response_timelimit(std::chrono::seconds(10))
+      .write_http_response_timelimit(answer_write_limit)
       // Bodies are refused from their headers before this is reached; it
       // stays as RESTinio's own bound.
       .incoming_http_msg_limits(
@@ -525,7 +530,7 @@ size_t http_server::in_flight() const {
 }
 
 size_t http_server::fail_waiting() {
-  return impl_->waiting->fail_all(answer_for(make_error(ingest_errc::shutting_down)));
+  return impl_->waiting->fail_all(answer_for(ingest_errc::shutting_down));
 }
 
 void http_server::stop() {

@@ -66,7 +66,7 @@ struct router_fixture : actor_fixture {
     conf.writers = 2;
     // Far beyond real elapsed time: only the test clock may expire entries.
     conf.workspace_cache_ttl = 1h;
-    conf.actor_timeout = 1h;
+    conf.workspace_lookup_timeout = 1h;
     directory_seen->known["pn-1"] = workspace_info{"ws-1", "pn-1", {}};
     for (int i = 0; i < 2; ++i) {
       writer_seen.push_back(std::make_shared<writer_log>());

@@ -497,7 +497,7 @@ BOOST_AUTO_TEST_CASE(sigterm_makes_readyz_503_at_once_and_a_second_signal_exits_
   fault_database db;
   auto workspaces = db.workspaces(2);
   server_process server{
-    db.url(), fault_server("sigterm-twice", {"--persistence.commit-timeout-ms=7000",
+    db.url(), fault_server("sigterm-twice", {"--persistence.commit-timeout-ms=6500",
                                              "--http.request-timeout-ms=9500",
                                              "--http.shutdown-timeout-ms="
                                                + std::to_string(shutdown_timeout.count())})};

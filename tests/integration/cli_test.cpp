@@ -154,8 +154,8 @@ BOOST_AUTO_TEST_CASE(valid_values_of_the_new_options_are_accepted) {
   options.args = {"--http.max-in-flight-bytes=65536", "--http.max-connections=64",
                   "--http.idle-timeout-ms=3600000", "--http.shutdown-timeout-ms=100",
                   "--persistence.connect-timeout-ms=100", "--router.lookup-rate=1000000",
-                  // The nesting rule at its edge: 2000 + 0 + 6500 + 1000 = 9500.
-                  "--router.timeout-ms=2000", "--persistence.commit-timeout-ms=6500",
+                  // The nesting rule at its edge: 2000 + 0 + 100 + 5900 + 1500 = 9500.
+                  "--router.timeout-ms=2000", "--persistence.commit-timeout-ms=5900",
                   "--http.request-timeout-ms=9500"};
   server_process server{db.url(), options};
   http_client client{server.port()};
