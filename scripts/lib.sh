@@ -9,17 +9,27 @@ case "$BUILD_DIR" in /*) ;; *) BUILD_DIR="$PWD/$BUILD_DIR" ;; esac
 BINARY="$BUILD_DIR/kapso-ingest"
 
 KAPSO_PACKAGES=(
+  # The build: compilers, CMake, the libraries kapso-ingest and its tests link.
   build-essential cmake pkg-config g++
   libcaf-dev librestinio-dev libasio-dev libhttp-parser-dev libfmt-dev
   libpqxx-dev nlohmann-json3-dev libspdlog-dev libjemalloc-dev libsimdjson-dev
-  libboost-test-dev libboost-dev libphonenumber-dev libssl-dev
+  libboost-test-dev libboost-dev libphonenumber-dev libssl-dev libsystemd-dev
+  # The private PostgreSQL of run.sh and test.sh, and the fault tier's own clusters.
   postgresql postgresql-contrib
+  # The benchmarks (wrk, Google Benchmark's micro benchmarks).
   wrk libbenchmark-dev
+  # The fuzz_* tests: clang with libFuzzer and the sanitizer runtimes.
   clang libclang-rt-14-dev
+  # run.sh signs its demo delivery (openssl); cluster.sh probes /readyz (curl).
   openssl curl ca-certificates
-  libsystemd-dev
-  # promtool checks /metrics and the alert rules in the tests
-  postgresql-15-auto-failover haproxy prometheus systemd dpkg-dev file
+  # The cluster tier: scripts/cluster.sh runs pg_auto_failover and HAProxy (haproxy_config
+  # too) and stops PostgreSQL backends found with ps (procps).
+  postgresql-15-auto-failover haproxy procps
+  # metrics_promtool and alert_rules: Prometheus' promtool.
+  prometheus
+  # deb_package: dpkg-shlibdeps (dpkg-dev) for the Depends, file (stripped binary), man
+  # (man-db) for the man page, systemd-analyze (systemd) for the unit.
+  dpkg-dev file man-db systemd
 )
 
 # Set by kapso_pg_start: 1 when this process started the cluster (0 when reused), and the

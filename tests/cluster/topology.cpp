@@ -195,9 +195,18 @@ component topology::find(const std::string& name) const {
 }
 
 std::string topology::primary() const {
-  for (auto& c : status())
-    if (c.pid > 0 && (c.role == "primary" || c.role == "wait_primary" || c.role == "single"))
+  auto primary_like = [](const std::string& state) {
+    return state == "primary" || state == "wait_primary" || state == "single";
+  };
+  // cluster.sh prints REPORTED or, while the monitor moves a node, REPORTED>GOAL (e.g.
+  // wait_primary>primary right after a switchover, primary>draining for the old primary).
+  for (auto& c : status()) {
+    auto arrow = c.role.find('>');
+    auto reported = c.role.substr(0, arrow);
+    auto goal = arrow == std::string::npos ? reported : c.role.substr(arrow + 1);
+    if (c.pid > 0 && primary_like(reported) && primary_like(goal))
       return c.name;
+  }
   return {};
 }
 
