@@ -264,6 +264,79 @@ json kapso_error(const element& message) {
   return nullptr;
 }
 
+// The event type of a Kapso v2 event without one: its message's direction.
+std::optional<std::string> type_from_direction(const field& kapso) {
+  auto direction = text_at(kapso, "direction");
+  if (direction == "inbound")
+    return std::string{type_received};
+  if (direction == "outbound")
+    return std::string{type_sent};
+  return std::nullopt;
+}
+
+// Where a Kapso v2 event names its customer: the conversation, and the
+// message's sender (inbound) or recipient (outbound).
+identity_sources kapso_identity_sources(const field& conversation, const field& message,
+                                        bool inbound) {
+  identity_sources sources;
+  sources.phones.push_back(text_at(conversation, "phone_number"));
+  sources.bsuids.push_back(text_at(conversation, "business_scoped_user_id"));
+  sources.bsuids.push_back(text_at(message, "business_scoped_user_id"));
+  if (inbound) {
+    sources.phones.push_back(text_at(message, "from"));
+    sources.bsuids.push_back(text_at(message, "from_user_id"));
+  } else {
+    sources.phones.push_back(text_at(message, "to"));
+    sources.phones.push_back(text_at(message, "recipient_id"));
+    sources.bsuids.push_back(text_at(message, "to_user_id"));
+    sources.bsuids.push_back(text_at(message, "recipient_user_id"));
+  }
+  sources.usernames = {text_at(conversation, "username"), text_at(message, "username")};
+  return sources;
+}
+
+// Direction, sender and status of a message event; `status` is the one its
+// event type implies.
+void set_kapso_direction(event& ev, const field& kapso, const std::string& status) {
+  if (ev.kind == event_kind::message_received) {
+    ev.direction = "inbound";
+    ev.sender_type = "contact";
+    ev.status = status;
+    return;
+  }
+  ev.direction = "outbound";
+  // Sent from the WhatsApp Business app means a person typed it.
+  ev.sender_type = text_at(kapso, "origin") == "business_app" ? "user" : "bot";
+  auto kapso_status = text_at(kapso, "status");
+  if (ev.kind == event_kind::message_status)
+    ev.status = status;
+  else
+    ev.status = is_delivery_status(kapso_status) ? kapso_status : std::string{"sent"};
+}
+
+// The message part of a Kapso v2 message event: its status error, the
+// metadata Kapso adds, then the content (or the change it describes).
+std::string read_kapso_message(event& ev, const element& message, const field& kapso,
+                               const parse_options& options) {
+  json error = ev.status == "failed" ? kapso_error(message) : json{};
+  if (!error.is_null())
+    ev.status_error_json = compact(error);
+  json extra = json::object();
+  if (!ev.whatsapp_conversation_id.empty())
+    extra["whatsapp_conversation_id"] = ev.whatsapp_conversation_id;
+  if (auto origin = text_at(kapso, "origin"); !origin.empty())
+    extra["origin"] = origin;
+  // A message first seen already failed keeps its error where a failed
+  // status would have put it.
+  if (ev.kind == event_kind::message_sent && !error.is_null())
+    extra["error"] = std::move(error);
+  if (ev.kind == event_kind::message_status) {
+    set_message(ev, message, extra);
+    return {};
+  }
+  return read_message_or_change(ev, message, extra, options);
+}
+
 // Reads one Kapso v2 event object (the whole body, or one batch element).
 // Returns why the event is malformed, or "" when `ev` is filled.
 std::string read_kapso_event(const element& obj, std::string type,
@@ -273,14 +346,11 @@ std::string read_kapso_event(const element& obj, std::string type,
   auto conversation = object_at(obj, "conversation");
   auto kapso = object_at(message, "kapso");
   if (type.empty()) {
-    auto direction = text_at(kapso, "direction");
-    if (direction == "inbound")
-      type = type_received;
-    else if (direction == "outbound")
-      type = type_sent;
-    else
+    auto from_direction = type_from_direction(kapso);
+    if (!from_direction)
       return "no event type (X-Webhook-Event, event, type) and "
              "message.kapso.direction is neither inbound nor outbound";
+    type = std::move(*from_direction);
   }
   auto [kind, status] = classify(type);
   ev.kind = kind;
@@ -299,22 +369,10 @@ std::string read_kapso_event(const element& obj, std::string type,
     if (ev.message_id.empty())
       return ev.event_type + " without message.id";
   }
-  bool inbound = kind == event_kind::message_received;
-  identity_sources sources;
-  sources.phones.push_back(text_at(conversation, "phone_number"));
-  sources.bsuids.push_back(text_at(conversation, "business_scoped_user_id"));
-  sources.bsuids.push_back(text_at(message, "business_scoped_user_id"));
-  if (inbound) {
-    sources.phones.push_back(text_at(message, "from"));
-    sources.bsuids.push_back(text_at(message, "from_user_id"));
-  } else {
-    sources.phones.push_back(text_at(message, "to"));
-    sources.phones.push_back(text_at(message, "recipient_id"));
-    sources.bsuids.push_back(text_at(message, "to_user_id"));
-    sources.bsuids.push_back(text_at(message, "recipient_user_id"));
-  }
-  sources.usernames = {text_at(conversation, "username"), text_at(message, "username")};
-  set_identity(ev, sources, options);
+  set_identity(ev,
+               kapso_identity_sources(conversation, message,
+                                      kind == event_kind::message_received),
+               options);
   if (ev.contact_key.empty() && kind != event_kind::conversation_inactive)
     return ev.event_type + " without a customer identity (phone number, "
                            "business_scoped_user_id or username)";
@@ -326,38 +384,8 @@ std::string read_kapso_event(const element& obj, std::string type,
     {text_at(kapso, "whatsapp_conversation_id"), text_at(conversation, "id")});
   if (!is_message_kind(kind))
     return {};
-  auto origin = text_at(kapso, "origin");
-  if (inbound) {
-    ev.direction = "inbound";
-    ev.sender_type = "contact";
-    ev.status = status;
-  } else {
-    ev.direction = "outbound";
-    // Sent from the WhatsApp Business app means a person typed it.
-    ev.sender_type = origin == "business_app" ? "user" : "bot";
-    auto kapso_status = text_at(kapso, "status");
-    if (kind == event_kind::message_status)
-      ev.status = status;
-    else
-      ev.status = is_delivery_status(kapso_status) ? kapso_status : std::string{"sent"};
-  }
-  json error = ev.status == "failed" ? kapso_error(*message) : json{};
-  if (!error.is_null())
-    ev.status_error_json = compact(error);
-  json extra = json::object();
-  if (!ev.whatsapp_conversation_id.empty())
-    extra["whatsapp_conversation_id"] = ev.whatsapp_conversation_id;
-  if (!origin.empty())
-    extra["origin"] = origin;
-  // A message first seen already failed keeps its error where a failed
-  // status would have put it.
-  if (kind == event_kind::message_sent && !error.is_null())
-    extra["error"] = std::move(error);
-  if (kind == event_kind::message_status) {
-    set_message(ev, *message, extra);
-    return {};
-  }
-  return read_message_or_change(ev, *message, extra, options);
+  set_kapso_direction(ev, kapso, status);
+  return read_kapso_message(ev, *message, kapso, options);
 }
 
 // -- Meta forward ---------------------------------------------------------------
