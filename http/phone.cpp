@@ -173,16 +173,4 @@ std::string normalise_phone(std::string_view raw, const std::string& default_reg
   return normalised;
 }
 
-std::string mask_phone(std::string_view phone) {
-  // Keep the country code and a few digits for debugging, never the number.
-  constexpr size_t kept_tail = 2;
-  size_t kept_head = !phone.empty() && phone.front() == '+' ? 5 : 4;
-  std::string out(phone);
-  if (phone.size() <= kept_head + kept_tail + 2)
-    return std::string(phone.size(), '*');
-  for (size_t i = kept_head; i < phone.size() - kept_tail; ++i)
-    out[i] = '*';
-  return out;
-}
-
 } // namespace kapso

@@ -11,7 +11,4 @@ namespace kapso {
 // (WhatsApp's wa_id form); shorter or formatted ones in `default_region`.
 std::string normalise_phone(std::string_view raw, const std::string& default_region);
 
-// "+1555*****67" (country code and the last two digits): safe to log.
-std::string mask_phone(std::string_view phone);
-
 } // namespace kapso
