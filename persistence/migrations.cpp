@@ -19,10 +19,11 @@ constexpr std::string_view step_marker = "-- kapso:step ";
 
 // A migration starts over, this many times at most, when a concurrent
 // unique index build fails on a duplicate written while it ran (the route,
-// still live, racing itself: each attempt merges what arrived meanwhile), or
+// still live, racing itself: each attempt merges what arrived meanwhile),
 // when a step that takes an ACCESS EXCLUSIVE lock gave up waiting for it
 // (0002 waits a few seconds at most: a waiting ACCESS EXCLUSIVE request
-// queues every reader and writer of the table behind it).
+// queues every reader and writer of the table behind it), or when a step
+// was chosen as a deadlock's victim.
 constexpr int migration_attempts = 3;
 constexpr auto lock_busy_pause = std::chrono::seconds(2);
 
@@ -91,6 +92,8 @@ void run_transaction(pg_session& session, const std::string& sql, const std::str
     session.exec("ROLLBACK", deadline);
     if (e.sqlstate() == "55P03")
       throw restartable(e, "a table lock is held by another transaction");
+    if (e.sqlstate() == "40P01")
+      throw restartable(e, "a deadlock with another transaction");
     throw;
   }
 }

@@ -23,11 +23,18 @@
 -- ALTER TABLE takes ACCESS EXCLUSIVE, if only for milliseconds; while it
 -- waits for a long transaction of the inbox application, every statement on
 -- the table queues behind it. So it waits 5 s at most, and the migration
--- starts over a little later.
+-- starts over a little later. One table per transaction: holding one table
+-- while waiting for another would deadlock with a writer that holds the
+-- second (a message insert) and checks a foreign key onto the first.
 SET LOCAL lock_timeout = '5s';
 ALTER TABLE workspaces ADD COLUMN IF NOT EXISTS kapso_webhook_secret text;
 ALTER TABLE workspaces ALTER COLUMN owner_id DROP NOT NULL;
+
+-- kapso:step transaction
+SET LOCAL lock_timeout = '5s';
 ALTER TABLE messages ADD COLUMN IF NOT EXISTS status text;
+
+-- kapso:step transaction
 
 -- sent < delivered < read; failed is terminal. NULL and unknown rank lowest.
 CREATE OR REPLACE FUNCTION kapso_status_rank(status text) RETURNS integer
@@ -367,6 +374,7 @@ $$;
 
 -- A concurrent build cut short, or failed on a duplicate the route wrote
 -- meanwhile, leaves an invalid index behind: it is built again below.
+SET LOCAL lock_timeout = '5s';
 DO $$
 DECLARE
   r record;

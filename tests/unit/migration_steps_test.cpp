@@ -60,8 +60,9 @@ BOOST_AUTO_TEST_CASE(the_embedded_0002_runs_the_repair_before_its_unique_keys) {
     std::vector<step_kind> kinds;
     for (const auto& step : steps_of(m))
       kinds.push_back(step.kind);
-    std::vector<step_kind> expected{step_kind::transaction, step_kind::concurrently,
-                                    step_kind::route_merge, step_kind::concurrently,
+    std::vector<step_kind> expected{step_kind::transaction,  step_kind::transaction,
+                                    step_kind::transaction,  step_kind::concurrently,
+                                    step_kind::route_merge,  step_kind::concurrently,
                                     step_kind::route_recount, step_kind::transaction};
     BOOST_TEST((kinds == expected));
     return;
