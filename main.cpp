@@ -19,6 +19,7 @@
 #include "actors/router.hpp"
 #include "actors/supervisor.hpp"
 #include "config/load.hpp"
+#include "http/phone.hpp"
 #include "http/server.hpp"
 #include "http/watchdog.hpp"
 #include "persistence/migrations.hpp"
@@ -30,12 +31,29 @@ namespace {
 
 using namespace kapso;
 
+// The server's own phone normalisation for the route repair's merges.
+phone_normaliser normaliser_for(const settings& cfg) {
+  return [region = cfg.default_region](std::string_view raw) {
+    return normalise_phone(raw, region);
+  };
+}
+
 int run_migrate(const settings& cfg) {
-  auto applied = migrate_database(cfg.database_url, cfg.connect_timeout, cfg.migration_timeout);
-  if (applied.empty())
+  auto report = migrate_database(cfg.database_url, cfg.connect_timeout, cfg.migration_timeout,
+                                 normaliser_for(cfg));
+  if (report.applied.empty())
     std::cout << "schema is up to date\n";
-  for (const auto& name : applied)
+  for (const auto& name : report.applied)
     std::cout << "applied " << name << "\n";
+  if (report.repair)
+    std::cout << "route data repaired: " << describe(*report.repair) << "\n";
+  return 0;
+}
+
+int run_repair_route(const settings& cfg) {
+  auto report = repair_route_database(cfg.database_url, cfg.connect_timeout,
+                                      cfg.migration_timeout, normaliser_for(cfg));
+  std::cout << "route data repaired: " << describe(report) << "\n";
   return 0;
 }
 
@@ -169,7 +187,7 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
                cfg.spool_dir.empty() ? std::string{"disabled"} : cfg.spool_dir);
   std::optional<migrator_actor> migrate;
   if (cfg.migrate_on_start)
-    migrate = sys.spawn<caf::detached>(migrator, cfg, writers, dir);
+    migrate = sys.spawn<caf::detached>(migrator, cfg, writers, dir, normaliser_for(cfg));
   auto cause = wait_for_stop(signals, server, failed, failure);
   sd_notify(0, "STOPPING=1");
   auto limit = std::chrono::steady_clock::now() + cfg.shutdown_timeout;
@@ -235,6 +253,8 @@ int main(int argc, char** argv) {
   try {
     if (line.command == "migrate")
       return run_migrate(values);
+    if (line.command == "repair-route")
+      return run_repair_route(values);
     if (line.command == "register-workspace")
       return run_register(values, line.config->workspace);
     if (line.command == "spool")

@@ -39,11 +39,13 @@ void attempt(migrator_self self) {
   auto& st = self->state;
   ++st.attempts;
   try {
-    auto applied = migrate_database(st.cfg.database_url, st.cfg.connect_timeout,
-                                    st.cfg.migration_timeout);
-    for (const auto& name : applied)
+    auto report = migrate_database(st.cfg.database_url, st.cfg.connect_timeout,
+                                   st.cfg.migration_timeout, st.normalise);
+    for (const auto& name : report.applied)
       spdlog::info("applied migration {}", name);
-    if (st.attempts > 1 || !applied.empty())
+    if (report.repair)
+      spdlog::info("route data repaired: {}", describe(*report.repair));
+    if (st.attempts > 1 || !report.applied.empty())
       spdlog::info("schema current (attempt {}): writing into PostgreSQL", st.attempts);
     for (const auto& writer : st.writers)
       self->send(writer, schema_atom::value);
@@ -61,8 +63,9 @@ void attempt(migrator_self self) {
 
 migrator_actor::behavior_type migrator(migrator_self self, settings cfg,
                                        std::vector<writer_actor> writers,
-                                       directory_actor directory) {
+                                       directory_actor directory, phone_normaliser normalise) {
   auto& st = self->state;
+  st.normalise = std::move(normalise);
   st.cfg = std::move(cfg);
   st.writers = std::move(writers);
   st.directory = std::move(directory);

@@ -11,6 +11,7 @@
 
 #include "actors/protocol.hpp"
 #include "config/settings.hpp"
+#include "persistence/route_repair.hpp"
 
 namespace kapso {
 
@@ -18,6 +19,7 @@ struct migrator_state {
   settings cfg;
   std::vector<writer_actor> writers;  // told when the schema is migrated
   directory_actor directory;
+  phone_normaliser normalise;         // for the route repair in migration 0002
   std::chrono::milliseconds backoff{0};
   int attempts = 0;
   std::string last_failure;           // logged once per different failure
@@ -31,6 +33,6 @@ struct migrator_state {
 // /readyz reaches a writer still waiting) and quits.
 migrator_actor::behavior_type migrator(migrator_actor::stateful_pointer<migrator_state> self,
                                        settings cfg, std::vector<writer_actor> writers,
-                                       directory_actor directory);
+                                       directory_actor directory, phone_normaliser normalise);
 
 } // namespace kapso

@@ -275,10 +275,11 @@ command_line parse_command_line(int argc, const char* const* argv) {
       return stop(std::move(result), 0, "kapso-ingest " + std::string{kapso_version});
   }
   if (result.command != "serve" && result.command != "migrate"
-      && result.command != "register-workspace" && result.command != "spool")
+      && result.command != "repair-route" && result.command != "register-workspace"
+      && result.command != "spool")
     return stop(std::move(result), 2,
                 "unknown command '" + result.command
-                  + "' (expected serve, migrate, register-workspace or spool)");
+                  + "' (expected serve, migrate, repair-route, register-workspace or spool)");
   if (result.command == "spool") {
     if (args.empty() || (args.front() != "list" && args.front() != "requeue"))
       return stop(std::move(result), 2,

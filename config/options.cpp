@@ -344,7 +344,11 @@ std::string help_text() {
   std::string out =
     "Usage:\n"
     "  kapso-ingest [serve] [options]   serve HTTP (the default command)\n"
-    "  kapso-ingest migrate [options]   apply the SQL migrations and exit\n"
+    "  kapso-ingest migrate [options]   apply the SQL migrations and exit (on the Next.js\n"
+    "                                   route's database, repairing its data first)\n"
+    "  kapso-ingest repair-route [options]\n"
+    "                                   repair again what the route wrote after `migrate`\n"
+    "                                   (once it gets no more deliveries; servers may run)\n"
     "  kapso-ingest register-workspace --workspace.phone-number-id=ID [--workspace.name=N]\n"
     "      [--workspace.slug=S] [--workspace.secret=X] [options]\n"
     "                                   add or update a workspace and print its id\n"

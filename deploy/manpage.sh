@@ -41,6 +41,9 @@ kapso\\-ingest \\- receive Kapso WhatsApp webhooks into a PostgreSQL team inbox
 .B kapso\\-ingest migrate
 .RI [ options ]
 .br
+.B kapso\\-ingest repair\\-route
+.RI [ options ]
+.br
 .B kapso\\-ingest register\\-workspace
 .BI \\-\\-workspace.name= N
 .BI \\-\\-workspace.slug= S
@@ -75,7 +78,16 @@ applies the migrations once it listens, in the background, retried until they su
 until then /readyz answers 503 and deliveries go to the spool.
 .TP
 .B migrate
-Apply the SQL migrations compiled into the binary and exit.
+Apply the SQL migrations compiled into the binary and exit. On the database of the
+Next.js route it replaces, it first repairs what the route left behind (phones to E.164,
+duplicate contacts, conversations and messages merged, unread counts and previews
+recomputed), online: the route may go on writing meanwhile.
+.TP
+.B repair\\-route
+Repair again what the route wrote after
+.BR migrate ,
+once Kapso's webhook points at kapso\\-ingest and the route receives nothing more.
+Running servers may go on writing.
 .TP
 .B register\\-workspace
 Add (or find) a workspace by its Kapso phone_number_id and print its id.

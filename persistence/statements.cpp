@@ -27,6 +27,28 @@ SET name = EXCLUDED.name, kapso_phone_id = EXCLUDED.kapso_phone_id,
     kapso_webhook_secret = EXCLUDED.kapso_webhook_secret, updated_at = now()
 RETURNING id::text)";
 
+const char* const repair_functions_exist
+  = "SELECT to_regprocedure('kapso_merge_customers(jsonb)') IS NOT NULL";
+const char* const repair_select_contacts
+  = "SELECT id::text, workspace_id::text, phone FROM contacts";
+const char* const repair_select_split_conversations = R"(
+SELECT contact_id::text FROM conversations
+GROUP BY workspace_id, contact_id HAVING count(*) > 1)";
+const char* const repair_merge_customers = R"(
+SELECT r_contacts_merged, r_phones_rewritten, r_conversations_merged
+FROM kapso_merge_customers($1::jsonb))";
+// A full scan without an index on the message id (the route's schema has
+// none): one hash aggregate, no lock but ACCESS SHARE.
+const char* const repair_select_message_copies = R"(
+SELECT string_agg(id::text, ',') FROM messages
+WHERE kapso_message_id IS NOT NULL
+GROUP BY workspace_id, kapso_message_id HAVING count(*) > 1)";
+const char* const repair_merge_message_copies
+  = "SELECT kapso_merge_message_copies($1::uuid[])";
+const char* const repair_select_conversations = "SELECT id::text FROM conversations ORDER BY id";
+const char* const repair_recount_conversations
+  = "SELECT kapso_recount_conversations($1::uuid[])";
+
 
 namespace {
 

@@ -18,6 +18,17 @@ extern const char* const select_applied_migrations;
 extern const char* const record_migration;
 extern const char* const register_workspace;  // $1 name $2 slug $3 phone id $4 secret
 
+// -- the repair of the Next.js route's data (persistence/route_repair.cpp) ----------
+// Its functions come with migration 0002; each call is one short transaction.
+extern const char* const repair_functions_exist;
+extern const char* const repair_select_contacts;            // -> (id, workspace_id, phone)
+extern const char* const repair_select_split_conversations; // -> contact_id
+extern const char* const repair_merge_customers;            // $1 [{id, phone}] -> 3 counts
+extern const char* const repair_select_message_copies;      // -> "id,id,..." per message
+extern const char* const repair_merge_message_copies;       // $1 uuid[] -> copies gone
+extern const char* const repair_select_conversations;       // -> id, in id order
+extern const char* const repair_recount_conversations;      // $1 uuid[] -> rows changed
+
 // -- prepared on every connection of the writers and the directory -----------------
 // Batch statements take one binary array per column (persistence/pg_array.hpp)
 // and read them with unnest(), so a batch is one parameter set per statement

@@ -10,6 +10,7 @@
 
 #include <pqxx/pqxx>
 
+#include "http/phone.hpp"
 #include "persistence/migrations.hpp"
 
 namespace kapso::testing {
@@ -135,7 +136,8 @@ scratch_database::scratch_database() {
     pqxx::nontransaction txn{conn};
     txn.exec("CREATE DATABASE " + name_);
   }
-  migrate_database(url_, std::chrono::seconds(5), std::chrono::seconds(60));
+  migrate_database(url_, std::chrono::seconds(5), std::chrono::seconds(60),
+                   [](std::string_view raw) { return normalise_phone(raw, "US"); });
 }
 
 scratch_database::~scratch_database() {

@@ -267,9 +267,11 @@ BOOST_AUTO_TEST_CASE(existing_inbox_database_is_adopted) {
   BOOST_TEST_REQUIRE(migrate.exit_code == 0, migrate.output);
   check_inbox_schema(db);
   check_uniqueness(db, "3");
+  // Three unread with one inbound message: counted more than once (the route's retries),
+  // so capped by the inbound messages there are (migration 0002's recount).
   BOOST_TEST(db.value("SELECT c.name || '|' || cv.unread_count || '|' || cv.last_message_preview "
                       "FROM contacts c JOIN conversations cv ON cv.contact_id = c.id")
-             == std::optional<std::string>{"Legacy Ana|3|legacy"});
+             == std::optional<std::string>{"Legacy Ana|1|legacy"});
   BOOST_TEST(db.count("SELECT count(*) FROM messages") == 1);
   auto again = run_cli({"migrate"}, {{"DATABASE_URL", db.url()}});
   BOOST_TEST_REQUIRE(again.exit_code == 0, again.output);
@@ -310,7 +312,7 @@ BOOST_AUTO_TEST_CASE(existing_inbox_database_is_adopted) {
   BOOST_TEST(db.value("SELECT c.name || '|' || cv.unread_count || '|' || cv.last_message_preview "
                       "|| '|' || extract(epoch FROM cv.last_message_at)::bigint "
                       "FROM contacts c JOIN conversations cv ON cv.contact_id = c.id")
-             == std::optional<std::string>{"Legacy Ana|4|after adoption|1730000000"});
+             == std::optional<std::string>{"Legacy Ana|2|after adoption|1730000000"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()
