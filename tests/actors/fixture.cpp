@@ -82,7 +82,7 @@ directory_actor::behavior_type stub_directory(directory_actor::pointer,
     [=](resolve_atom, std::vector<std::string>& ids) -> caf::result<workspace_lookup> {
       log->asked.push_back(ids);
       if (log->fail)
-        return make_error(ingest_errc::unavailable);
+        return caf::make_error(caf::sec::runtime_error);
       workspace_lookup out;
       out.from_snapshot = log->from_snapshot;
       for (const auto& id : ids) {

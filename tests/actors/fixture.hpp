@@ -20,11 +20,18 @@ namespace kapso {
 
 // Boost.Test prints values of failed checks through these (found by ADL).
 inline std::ostream& boost_test_print_type(std::ostream& out, ingest_errc x) {
-  return out << to_string(x);
+  switch (x) {
+    case ingest_errc::bad_signature: return out << "bad_signature";
+    case ingest_errc::overloaded: return out << "overloaded";
+    case ingest_errc::unavailable: return out << "unavailable";
+    case ingest_errc::shutting_down: return out << "shutting_down";
+    case ingest_errc::timeout: return out << "timeout";
+  }
+  return out << "ingest_errc " << static_cast<int>(x);
 }
 inline std::ostream& boost_test_print_type(std::ostream& out,
                                            const std::optional<ingest_errc>& x) {
-  return x ? out << to_string(*x) : out << "no failure";
+  return x ? boost_test_print_type(out, *x) : out << "no failure";
 }
 
 } // namespace kapso
