@@ -175,7 +175,18 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
     failure = why;
     failed = true;
   });
-  server.start(route, dir);
+  try {
+    server.start(route, dir);
+  } catch (...) {
+    // The actor system waits for every actor before it is destroyed: without
+    // this, a port already in use leaves a process that never exits.
+    caf::anon_send_exit(watch, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(route, caf::exit_reason::user_shutdown);
+    for (auto& w : writers)
+      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    throw;
+  }
   // Type=notify: systemd counts the service as started only once it listens.
   // Without NOTIFY_SOCKET (not under systemd) both notifications are no-ops.
   sd_notify(0, "READY=1");

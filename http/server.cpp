@@ -318,6 +318,8 @@ struct http_server::impl {
     stop_sweeper();
   }
 
+  void listen(size_t connections);
+
   void start_sweeper() {
     deadline_sweeper = std::thread([this] {
       std::unique_lock<std::mutex> lock{sweeper_mutex};
@@ -490,7 +492,20 @@ void http_server::start(router_actor router, directory_actor directory) {
   if (connections < i.cfg.max_connections)
     spdlog::warn("http.max-connections lowered from {} to {} to stay below the descriptor limit",
                  i.cfg.max_connections, connections);
-  i.server = restinio::run_async<impl::traits>(
+  try {
+    i.listen(connections);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("cannot listen on " + i.cfg.host + ":" + std::to_string(i.cfg.port) +
+                             ": " + e.what());
+  }
+  i.guard.start();
+}
+
+// RESTinio's server on the shared io_context: bound and accepting on return,
+// or an exception (the port in use, a host that is not ours).
+void http_server::impl::listen(size_t connections) {
+  auto& i = *this;
+  server = restinio::run_async<impl::traits>(
     restinio::external_io_context(i.io),
     restinio::server_settings_t<impl::traits>{}
       .port(i.cfg.port)
@@ -514,7 +529,6 @@ void http_server::start(router_actor router, directory_actor directory) {
         [&i](asio_ns::ip::tcp::acceptor& acceptor) { i.guard.watch(acceptor.native_handle()); })
       .request_handler([&i](request_handle req) { return i.handle(std::move(req)); }),
     i.cfg.http_threads);
-  i.guard.start();
 }
 
 void http_server::begin_shutdown() {

@@ -1,5 +1,8 @@
 // Command line and configuration: bad options stop start-up naming them; bare invocation serves.
 #include <fstream>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
 #include <sstream>
 
 #include <boost/test/unit_test.hpp>
@@ -128,6 +131,28 @@ BOOST_AUTO_TEST_CASE(migrate_against_an_unreachable_database_fails) {
     {"migrate", "--persistence.database-url=postgresql://postgres@127.0.0.1:9/x"}, {}, 60s);
   BOOST_TEST(!result.timed_out);
   BOOST_TEST(result.exit_code != 0, result.output);
+}
+
+BOOST_AUTO_TEST_CASE(a_port_in_use_stops_start_up_instead_of_hanging) {
+  test_database db;
+  // Held by a listening socket of this test, as another server would hold it.
+  int held = ::socket(AF_INET, SOCK_STREAM, 0);
+  BOOST_REQUIRE(held >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE(::bind(held, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  BOOST_REQUIRE(::listen(held, 1) == 0);
+  socklen_t length = sizeof addr;
+  ::getsockname(held, reinterpret_cast<sockaddr*>(&addr), &length);
+  auto port = std::to_string(ntohs(addr.sin_port));
+  auto result = run_cli({"serve", "--http.host=127.0.0.1", "--http.port=" + port,
+                         "--spool.dir=" + make_temp_dir("cli-spool")},
+                        {{"DATABASE_URL", db.url()}, {"KAPSO_WEBHOOK_SECRET", "s"}}, 20s);
+  ::close(held);
+  BOOST_TEST(!result.timed_out, "still running 20 s after its port was found taken");
+  BOOST_TEST(result.exit_code != 0, "output:\n" << result.output);
+  BOOST_TEST(some_line_names(result.output, port), "output:\n" << result.output);
 }
 
 BOOST_AUTO_TEST_CASE(bare_invocation_serves) {
