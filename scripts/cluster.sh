@@ -35,7 +35,7 @@ Environment (defaults in brackets; ports are chosen on the first `up` and kept i
 $KAPSO_CLUSTER_DIR/cluster.env until `down --purge`):
   KAPSO_CLUSTER_DIR           data, logs and pid files [build/cluster]
   KAPSO_CLUSTER_PORT_BASE     first port of the block below [the first free block of 20 from
-                              KAPSO_CLUSTER_PORT_FROM, 56100]
+                              KAPSO_CLUSTER_PORT_FROM, 26100]
   KAPSO_CLUSTER_MONITOR_PORT  pg_auto_failover monitor [base]
   KAPSO_CLUSTER_PG_PORT_1/_2  PostgreSQL nodes [base+1, base+2]
   KAPSO_CLUSTER_FRONT_PORT    HAProxy front end [base+10]
@@ -60,7 +60,9 @@ cluster_ports() {
     source "$STATE_FILE"
     return 0
   fi
-  local base="${KAPSO_CLUSTER_PORT_BASE:-${KAPSO_CLUSTER_PORT_FROM:-56100}}" tries=0 i name port busy
+  # The default block lies below the ephemeral range (32768-60999), where the monitor's and
+  # the nodes' own client connections could take an instance's port before it binds it.
+  local base="${KAPSO_CLUSTER_PORT_BASE:-${KAPSO_CLUSTER_PORT_FROM:-26100}}" tries=0 i name port busy
   while :; do
     busy=""
     for i in "${!PORT_NAMES[@]}"; do

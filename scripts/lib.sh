@@ -267,11 +267,13 @@ kapso_pg_start() {
       kapso_log "removing a stale postmaster.pid"
       rm -f "$PGDATA_DIR/postmaster.pid"
     fi
-    port="${PGPORT_PRIVATE:-55432}"
+    # Below Linux's ephemeral range (32768-60999): no client connection can hold the port
+    # as its source port when the cluster starts again.
+    port="${PGPORT_PRIVATE:-25432}"
     local tries=0
     while kapso_port_busy "$port"; do
       tries=$((tries + 1))
-      [ "$tries" -le 50 ] || kapso_die "no free port from ${PGPORT_PRIVATE:-55432} on"
+      [ "$tries" -le 50 ] || kapso_die "no free port from ${PGPORT_PRIVATE:-25432} on"
       kapso_log "port $port is busy, trying $((port + 1))"
       port=$((port + 1))
     done

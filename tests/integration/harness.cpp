@@ -238,7 +238,7 @@ std::string admin_database_url() {
     throw std::runtime_error(
       "KAPSO_TEST_DATABASE_URL is not set: run the integration tests through "
       "scripts/test.sh, or export a superuser URL such as "
-      "postgresql://postgres@127.0.0.1:55432/kapso");
+      "postgresql://postgres@127.0.0.1:25432/kapso");
   return url;
 }
 
