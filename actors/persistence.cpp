@@ -24,8 +24,14 @@ constexpr auto pending_sweep_period = std::chrono::seconds(10);
 // After a failed attempt, batches go straight to the spool for this long
 // instead of each waiting on a database that just failed.
 constexpr auto down_grace = std::chrono::milliseconds(1000);
-// Replay runs in slices so that parts arriving meanwhile are not held up.
-constexpr auto replay_slice = std::chrono::milliseconds(200);
+// A replay transaction should take about this long: parts arriving
+// meanwhile wait for it, and larger ones gain little throughput.
+constexpr auto replay_batch_time = std::chrono::milliseconds(100);
+// The first replay transaction of a drain, before its cost is known, and
+// the fewest events one takes (a commit per handful of events would make a
+// slow database slower still).
+constexpr size_t first_replay_batch = 200;
+constexpr size_t least_replay_batch = 50;
 // Conflicts (deadlock, serialization failure) between writers or instances
 // are retried this often within the deadline before the batch counts as not
 // storable now (spooled or 503, never ignored).
@@ -534,18 +540,19 @@ spool* replay_source(persistence_state& st) {
   return st.orphans.empty() ? st.outage_spool.get() : st.orphans.front().get();
 }
 
-// One replay batch: records from the head of `source` up to
-// spool.replay-batch-max events, stored in one transaction (events whose
-// workspace is gone are dropped, those that fail unexplained set aside) and
-// consumed with one cursor write. False: the batch ends at a record that
-// waits for the next round. Throws database_unavailable.
-bool replay_batch(writer_self self, spool& source, size_t& replayed) {
+// One replay batch: records from the head of `source` up to `limit`
+// events, stored in one transaction (events whose workspace is gone are
+// dropped, those that fail unexplained set aside) and consumed with one
+// cursor write. `events`: how many it tried. False: the batch ends at a
+// record that waits for the next round. Throws database_unavailable.
+bool replay_batch(writer_self self, spool& source, size_t limit, size_t& events,
+                  size_t& replayed) {
   auto& st = self->state;
   bool own = &source == st.outage_spool.get();
   std::vector<spool::record> records;
-  size_t events = 0;
+  events = 0;
   bool held = false;
-  while (events < st.cfg.spool_replay_batch_max) {
+  while (events < limit) {
     auto record = next_record(source, records.empty() ? nullptr : &records.back());
     if (!record)
       break;
@@ -617,12 +624,14 @@ void replay(writer_self self) {
     sync_spool_gauges(st);
     return;
   }
-  if (st.drain_began == clock_type::time_point{})
-    st.drain_began = clock_type::now();
+  if (st.replay_batch_events == 0)
+    st.replay_batch_events = std::min(first_replay_batch, st.cfg.spool_replay_batch_max);
+  auto began = clock_type::now();
+  size_t tried = 0;
   size_t replayed = 0;
   bool more = false;
   try {
-    more = replay_batch(self, *source, replayed);
+    more = replay_batch(self, *source, st.replay_batch_events, tried, replayed);
   } catch (const database_unavailable& e) {
     sync_spool_gauges(st);
     if (!st.db_down)
@@ -635,6 +644,16 @@ void replay(writer_self self) {
   if (st.db_down)
     spdlog::info("writer {}: PostgreSQL is writable again, replaying the spool", st.index);
   st.db_down = false;
+  if (st.drain_began == clock_type::time_point{})
+    st.drain_began = began;
+  // The next batch sized from this one's cost per event (at most doubling).
+  if (tried > 0) {
+    auto took = std::max(clock_type::now() - began, clock_type::duration{1});
+    auto fitting = static_cast<size_t>(static_cast<double>(tried) * replay_batch_time / took);
+    auto most = std::min(2 * tried, st.cfg.spool_replay_batch_max);
+    st.replay_batch_events =
+      std::clamp<size_t>(fitting, std::min(least_replay_batch, most), most);
+  }
   pipeline_metrics::global().replayed_events_total += replayed;
   st.drained_events += replayed;
   replay_source(st); // deletes an orphan replayed to its end
@@ -647,6 +666,7 @@ void replay(writer_self self) {
                  seconds > 0 ? static_cast<double>(st.drained_events) / seconds : 0.0);
     st.drained_events = 0;
     st.drain_began = {};
+    st.replay_batch_events = 0;
     return;
   }
   // More to do: after the parts that queued meanwhile; a record of the next

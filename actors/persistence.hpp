@@ -44,6 +44,10 @@ struct persistence_state {
   // the next round, one replay interval later.
   uint64_t replay_round_end = 0;
   bool replay_continues = false;            // the next replay_atom goes on with the round
+  // Events the next replay transaction takes: sized so that one takes about
+  // replay_batch_time (live parts wait for at most one), at most
+  // spool.replay-batch-max.
+  size_t replay_batch_events = 0;
   // The drain under way: since when, how many events so far (for its log line).
   std::chrono::steady_clock::time_point drain_began;
   uint64_t drained_events = 0;
