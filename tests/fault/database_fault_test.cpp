@@ -25,34 +25,6 @@ load_options load_for(const std::string& tag, const std::vector<workspace>& work
   return o;
 }
 
-// How many requests were not answered 200 within `limit`, with examples.
-struct slow_or_failed {
-  size_t count = 0;
-  size_t requests = 0;
-  std::vector<std::string> examples;
-};
-
-slow_or_failed answered_200_within(const std::vector<delivery>& deliveries,
-                                   std::chrono::milliseconds limit,
-                                   clock_type::time_point from = {},
-                                   clock_type::time_point until = clock_type::time_point::max()) {
-  slow_or_failed result;
-  for (const auto& d : deliveries)
-    for (const auto& a : d.attempts) {
-      if (a.sent < from || a.sent > until)
-        continue;
-      ++result.requests;
-      if (a.status == 200 && a.latency <= limit)
-        continue;
-      ++result.count;
-      if (result.examples.size() < 5)
-        result.examples.push_back(d.messages.front().id + ": " + std::to_string(a.status)
-                                  + " after " + std::to_string(a.latency.count()) + " ms "
-                                  + a.detail.substr(0, 120));
-    }
-  return result;
-}
-
 std::string join(const std::vector<std::string>& lines) {
   std::string out;
   for (auto& l : lines)
