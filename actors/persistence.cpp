@@ -710,7 +710,13 @@ void open_orphan_spools(persistence_state& st, const std::filesystem::path& dir)
       found.emplace(*other, entry.path().string());
   }
   for (const auto& [writer, path] : found) {
-    st.orphans.push_back(std::make_unique<spool>(path, SIZE_MAX));
+    auto orphan = std::make_unique<spool>(path, SIZE_MAX);
+    if (orphan->empty()) {
+      orphan.reset();
+      std::filesystem::remove(path, ec);
+      continue;
+    }
+    st.orphans.push_back(std::move(orphan));
     pipeline_metrics::global().spool_corrupt_records_total +=
       st.orphans.back()->corrupt_records();
     spdlog::info("writer {}: will replay {} of writer {} ({} bytes)", st.index, path, writer,
