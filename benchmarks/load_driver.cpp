@@ -756,6 +756,18 @@ run_result run_load(const bench_options& opts, const workload& wl) {
                  opts.phases[0].c_str());
   }
   auto signals_seen = phase_signals.load();
+  // Moves to the next phase for every SIGUSR1 not seen yet.
+  auto follow_phases = [&](time_point now) {
+    for (auto signals = phase_signals.load(); signals_seen != signals; ++signals_seen) {
+      auto next = run.phase.load() + 1;
+      if (next >= opts.phases.size())
+        continue;
+      run.phase.store(next);
+      phase_starts.push_back(now);
+      std::fprintf(stderr, "[%6.1fs] phase %s\n", seconds_between(run.start, now),
+                   opts.phases[next].c_str());
+    }
+  };
 
   // Progress once a second; the workers never print.
   uint64_t last_acked = 0;
@@ -768,15 +780,7 @@ run_result run_load(const bench_options& opts, const workload& wl) {
       std::fprintf(stderr, "[%6.1fs] stopping on a signal (a second one ends the process)\n",
                    seconds_between(run.start, now));
     }
-    for (auto signals = phase_signals.load(); signals_seen != signals; ++signals_seen) {
-      auto next = run.phase.load() + 1;
-      if (next >= opts.phases.size())
-        continue;
-      run.phase.store(next);
-      phase_starts.push_back(now);
-      std::fprintf(stderr, "[%6.1fs] phase %s\n", seconds_between(run.start, now),
-                   opts.phases[next].c_str());
-    }
+    follow_phases(now);
     if (now < next_report)
       continue;
     next_report += std::chrono::seconds{1};
@@ -801,6 +805,21 @@ run_result run_load(const bench_options& opts, const workload& wl) {
   for (auto& w : workers)
     w->join();
   auto end = clock_type::now();
+  // --verify checks what the server wrote once the run is in its last phase:
+  // the process that signals the phases knows when that is (a spool
+  // drained), also when the load ended before.
+  if (opts.verify && !opts.phases.empty() && run.phase.load() + 1 < opts.phases.size()
+      && !stop_signalled.load()) {
+    std::fprintf(stderr,
+                 "[%6.1fs] the load ended in phase %s: --verify waits for phase %s "
+                 "(SIGUSR1; SIGINT verifies at once)\n",
+                 seconds_between(run.start, end), opts.phases[run.phase.load()].c_str(),
+                 opts.phases.back().c_str());
+    while (run.phase.load() + 1 < opts.phases.size() && !stop_signalled.load()) {
+      std::this_thread::sleep_for(milliseconds{20});
+      follow_phases(clock_type::now());
+    }
+  }
   // A phase signal that comes late (during --verify) must not end the
   // process: SIGUSR1's default action would.
   if (!opts.phases.empty())
@@ -834,9 +853,11 @@ run_result run_load(const bench_options& opts, const workload& wl) {
     phase_result phase;
     phase.name = opts.phases[p];
     if (p < phase_starts.size()) {
-      auto until = p + 1 < phase_starts.size() ? phase_starts[p + 1] : end;
-      phase.start = seconds_between(run.start, phase_starts[p]);
-      phase.seconds = seconds_between(phase_starts[p], until);
+      // A phase's time ends with the load (a later signal only marks it).
+      auto from = std::min(phase_starts[p], end);
+      auto until = p + 1 < phase_starts.size() ? std::min(phase_starts[p + 1], end) : end;
+      phase.start = seconds_between(run.start, from);
+      phase.seconds = seconds_between(from, until);
     }
     for (auto& w : workers) {
       auto& bin = w->phases[p];

@@ -183,14 +183,39 @@ memory_kb() { # PID KEY (VmRSS, VmHWM)
 # with its backends). /proc/PID/stat after the ") " that ends the command
 # name: utime, stime, cutime, cstime are fields 12..15.
 cpu_seconds() { # PID
-  local pid="$1" ticks=0 child
-  for child in "$pid" $(pgrep -P "$pid" 2>/dev/null || true); do
-    ticks=$((ticks + $(sed 's/^.*) //' "/proc/$child/stat" 2>/dev/null \
-      | awk '{ print $12 + $13 + ($14 + $15) * ("'"$child"'" == "'"$pid"'") }' || echo 0)))
-  done
+  local pid="$1" ticks=0 child part
+  if [ "${pid:-0}" -gt 1 ] && [ -r "/proc/$pid/stat" ]; then
+    for child in "$pid" $(pgrep -P "$pid" 2>/dev/null || true); do
+      part="$(sed 's/^.*) //' "/proc/$child/stat" 2>/dev/null \
+        | awk -v own="$([ "$child" = "$pid" ] && echo 1 || echo 0)" \
+            '{ print $12 + $13 + own * ($14 + $15) }')"
+      ticks=$((ticks + ${part:-0}))
+    done
+  fi
   awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }'
 }
 postmaster() { head -n1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || echo 0; }
+# CPU seconds the whole machine spent busy (all cores), from /proc/stat.
+machine_busy() {
+  awk -v hz="$(getconf CLK_TCK)" '$1 == "cpu" {
+    printf "%.2f", ($2 + $3 + $4 + $7 + $8 + $9) / hz; exit }' /proc/stat
+}
+# What one stretch of the run cost: the server's, PostgreSQL's, kapso-bench's
+# and everything else's share of the machine's cores, in percent of all of them.
+SHARES=()
+cpu_mark() { # prints "wall machine server postgres bench"
+  printf '%s %s %s %s %s\n' "$(now)" "$(machine_busy)" "$(cpu_seconds "$1")" \
+    "$(cpu_seconds "$(postmaster)")" "$(cpu_seconds "$2")"
+}
+cpu_shares() { # LABEL MARK_FROM MARK_TO
+  SHARES+=("$(awk -v label="$1" -v cores="$(nproc)" -v from="$2" -v to="$3" 'BEGIN {
+    split(from, a, " "); split(to, b, " "); wall = b[1] - a[1]
+    if (wall <= 0) exit
+    busy = b[2] - a[2]; srv = b[3] - a[3]; pg = b[4] - a[4]; bench = b[5] - a[5]
+    cap = wall * cores / 100
+    printf "%-18s %6.0f s  machine busy %3.0f%%: kapso-ingest %3.0f%%, PostgreSQL %3.0f%%, kapso-bench %3.0f%%, other processes %3.0f%%",
+      label, wall, busy / cap, srv / cap, pg / cap, bench / cap, (busy - srv - pg - bench) / cap }')")
+}
 micros_per() { # SECONDS_A SECONDS_B COUNT: (B - A) / COUNT in microseconds
   awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.1f", (b - a) * 1e6 / n; else print "-" }'
 }
@@ -267,9 +292,12 @@ if [ "$SKIP_OUTAGE" != 1 ]; then
   STARTED_PIDS+=("$BENCH_PID")
   wait_for_load "$BENCH_PID" "$RESULTS_DIR/outage.bench.log" \
     || { tail -n 20 "$RESULTS_DIR/outage.bench.log" >&2; die "kapso-bench did not start its load"; }
+  load_began="$(now)"
+  mark_before="$(cpu_mark "$OUTAGE_SERVER" "$BENCH_PID")"
   sleep "$BEFORE_SECONDS"
 
   spooled_before="$(metric kapso_spooled_events_total)"
+  mark_down="$(cpu_mark "$OUTAGE_SERVER" "$BENCH_PID")"
   pg_stop
   kill -USR1 "$BENCH_PID"
   down_at="$(now)"
@@ -286,8 +314,10 @@ if [ "$SKIP_OUTAGE" != 1 ]; then
   spooled="$(($(metric kapso_spooled_events_total) - spooled_before))"
   rss_outage_kb="$(memory_kb "$OUTAGE_SERVER" VmHWM)"
   replayed_before="$(metric kapso_replayed_events_total)"
+  mark_stopping="$(cpu_mark "$OUTAGE_SERVER" "$BENCH_PID")"
   pg_start
   up_at="$(now)"
+  mark_up="$(cpu_mark "$OUTAGE_SERVER" "$BENCH_PID")"
   kill -USR1 "$BENCH_PID"
   server_cpu_up="$(cpu_seconds "$OUTAGE_SERVER")"
   pg_cpu_up="$(cpu_seconds "$(postmaster)")"
@@ -306,12 +336,21 @@ if [ "$SKIP_OUTAGE" != 1 ]; then
   replayed="$(($(metric kapso_replayed_events_total) - replayed_before))"
   server_cpu_drained="$(cpu_seconds "$OUTAGE_SERVER")"
   pg_cpu_drained="$(cpu_seconds "$(postmaster)")"
-  if kill -0 "$BENCH_PID" 2>/dev/null; then
-    kill -USR1 "$BENCH_PID"
-    sleep "$AFTER_SECONDS"
-    kill -INT "$BENCH_PID" 2>/dev/null || true
-  else
+  mark_drained="$(cpu_mark "$OUTAGE_SERVER" "$BENCH_PID")"
+  cpu_shares "before the outage" "$mark_before" "$mark_down"
+  cpu_shares "outage" "$mark_down" "$mark_stopping"
+  cpu_shares "drain" "$mark_up" "$mark_drained"
+  # The last phase: kapso-bench verifies once it is in it (also when its load
+  # ended before the drain did).
+  kill -USR1 "$BENCH_PID" 2>/dev/null || true
+  if grep -q 'the load ended in phase' "$RESULTS_DIR/outage.bench.log"; then
     log "outage: the load ended before the spool was drained (raise DRAIN_LOAD_SECONDS)"
+  else
+    sleep "$AFTER_SECONDS"
+    # Unless it ended meanwhile (a signal during --verify would end it).
+    grep -q 'the load ended in phase\|stopped by' "$RESULTS_DIR/outage.bench.log" \
+      || [ "$(elapsed "$load_began" "$(now)" | cut -d. -f1)" -ge $((load_seconds - 2)) ] \
+      || kill -INT "$BENCH_PID" 2>/dev/null || true
   fi
   if [ -n "$drained_at" ]; then
     drain_seconds="$(elapsed "$up_at" "$drained_at")"
@@ -353,7 +392,11 @@ if [ "$SKIP_OUTAGE" != 1 ]; then
   target "outage: deliveries sent while PostgreSQL was down" "${outage_sent:-0}" ">=" 1
   target "outage: answered other than 200 (or not at all)" "${outage_other:-?}" "<=" 0
   target "outage: server peak RSS MB (VmHWM, whole run)" "$((rss_peak_kb / 1024))" "<" "$RSS_LIMIT_MB"
+  info "before: deliveries per second answered 200 (of $RATE)" \
+    "$(awk -v n="$(phase_field before acknowledged)" -v s="$(sed -n 's/^  phase before: from [0-9.]* s for \([0-9.]*\) s.*/\1/p' "$RESULTS_DIR/outage.txt")" 'BEGIN { if (s > 0) printf "%.0f", n / s; else print "-" }')"
   info "outage: server peak RSS MB at the end of the outage" "$((rss_outage_kb / 1024))"
+  info "outage: server CPU us per spooled event" \
+    "$(micros_per "$(cut -d' ' -f3 <<<"$mark_down")" "$(cut -d' ' -f3 <<<"$mark_stopping")" "$spooled")"
   info "outage: events spooled" "$spooled"
   info "outage: spool bytes (kapso_spool_bytes; files $spool_files)" "$spool_bytes"
   info "outage: spool bytes per event" "$per_event"
@@ -513,6 +556,10 @@ fi
   for row in "${TARGETS[@]}"; do printf '%s\n' "$row"; done
   for row in "${INFO[@]}"; do printf '%s %12s\n' "$row" '(info)'; done
   [ -z "${SIZING:-}" ] || printf '\n%s\n' "$SIZING"
+  if [ "${#SHARES[@]}" -gt 0 ]; then
+    printf '\nCPU, in percent of all %s cores:\n' "$(nproc)"
+    for row in "${SHARES[@]}"; do printf '  %s\n' "$row"; done
+  fi
 } | tee "$RESULTS_DIR/summary.txt"
 
 ln -sfn "$RESULTS_DIR" "$ROOT/benchmarks/results/outage-latest" 2>/dev/null || true
