@@ -24,8 +24,14 @@ constexpr auto pending_sweep_period = std::chrono::seconds(10);
 // After a failed attempt, batches go straight to the spool for this long
 // instead of each waiting on a database that just failed.
 constexpr auto down_grace = std::chrono::milliseconds(1000);
-// Replay runs in slices so that parts arriving meanwhile are not held up.
-constexpr auto replay_slice = std::chrono::milliseconds(200);
+// A replay transaction should take about this long: parts arriving
+// meanwhile wait for it, and larger ones gain little throughput.
+constexpr auto replay_batch_time = std::chrono::milliseconds(100);
+// The first replay transaction of a drain, before its cost is known, and
+// the fewest events one takes (a commit per handful of events would make a
+// slow database slower still).
+constexpr size_t first_replay_batch = 200;
+constexpr size_t least_replay_batch = 50;
 // Conflicts (deadlock, serialization failure) between writers or instances
 // are retried this often within the deadline before the batch counts as not
 // storable now (spooled or 503, never ignored).
@@ -147,23 +153,30 @@ attempt_result commit_with_retries(writer_self self, const std::vector<batch_ent
   }
 }
 
-std::vector<batch_entry> entries_of(const std::vector<routed_event>& events) {
-  std::vector<batch_entry> entries;
-  entries.reserve(events.size());
-  for (const auto& r : events)
-    entries.push_back({&r.ev, r.workspace_id, r.ev.timestamp});
-  return entries;
-}
-
-void schedule_replay(writer_self self, bool now) {
+// `now`: a replay begins (or goes on) behind what the mailbox holds; else
+// in a replay interval. `continues`: it goes on with the round under way.
+void schedule_replay(writer_self self, bool now, bool continues = false) {
   auto& st = self->state;
   if (st.replay_scheduled || !st.outage_spool)
     return;
   st.replay_scheduled = true;
+  st.replay_continues = continues;
   if (now)
     self->send(self, replay_atom::value);
   else
     self->delayed_send(self, st.cfg.spool_replay_interval, replay_atom::value);
+}
+
+// Whether anything waits for replay: this writer's spool or an orphan's.
+bool spool_pending(const persistence_state& st) {
+  if (!st.outage_spool)
+    return false;
+  if (!st.outage_spool->empty())
+    return true;
+  for (const auto& orphan : st.orphans)
+    if (!orphan->empty())
+      return true;
+  return false;
 }
 
 // Brings the process-wide spool and quarantine gauges in line with this
@@ -174,6 +187,10 @@ void sync_spool_gauges(persistence_state& st) {
   auto& metrics = pipeline_metrics::global();
   auto bytes = static_cast<int64_t>(st.outage_spool->bytes());
   auto records = static_cast<int64_t>(st.outage_spool->records());
+  for (const auto& orphan : st.orphans) {
+    bytes += static_cast<int64_t>(orphan->bytes());
+    records += static_cast<int64_t>(orphan->records());
+  }
   // One event per quarantine record.
   auto quarantined = static_cast<int64_t>(st.quarantine->records());
   metrics.spool_bytes += bytes - st.reported_spool_bytes;
@@ -190,10 +207,11 @@ void sync_lane_gauge(persistence_state& st) {
   st.reported_lanes = lanes;
 }
 
-// The spool's next record; the corrupt ones it skipped on the way are counted.
-std::optional<spool::record> next_record(spool& s) {
+// The spool's next record (after `previous`, read ahead, when given); the
+// corrupt ones it skipped on the way are counted.
+std::optional<spool::record> next_record(spool& s, const spool::record* previous = nullptr) {
   auto corrupt_before = s.corrupt_records();
-  auto record = s.next();
+  auto record = previous ? s.next_after(*previous) : s.next();
   pipeline_metrics::global().spool_corrupt_records_total += s.corrupt_records() - corrupt_before;
   return record;
 }
@@ -345,12 +363,13 @@ attempt_result store(writer_self self, const std::vector<batch_entry>& entries,
   if (!st.schema_ready)
     return to_spool(self, entries);
   auto now = clock_type::now();
-  bool spool_first = st.outage_spool && st.outage_backlog && !st.outage_spool->empty();
   bool recently_down = st.db_down && now - st.db_down_since < down_grace;
-  // While the spool holds what waits for PostgreSQL, new batches queue
-  // behind it (replay keeps arrival order); right after a failure they go
-  // there at once.
-  if (spool_first || (recently_down && st.outage_spool))
+  // While PostgreSQL is down, batches go to the spool without waiting on
+  // it: the replay tries it once per replay interval, and once it stores a
+  // batch the new ones go to PostgreSQL again, beside the replay (README,
+  // "in order"). Without anything to replay, right after a failure too.
+  bool replay_probes = st.db_down && spool_pending(st);
+  if (replay_probes || (recently_down && st.outage_spool))
     return to_spool(self, entries);
   if (!recently_down) {
     try {
@@ -368,7 +387,6 @@ attempt_result store(writer_self self, const std::vector<batch_entry>& entries,
                       st.index, entries.size(), e.what());
       st.db_down = true;
       st.db_down_since = clock_type::now();
-      st.outage_backlog = true;
     }
   }
   return to_spool(self, entries);
@@ -485,10 +503,8 @@ bool set_aside_spooled(writer_self self, const spool::record& record,
   for (size_t i = 0; i < record.events.size(); ++i)
     if (attempt.failed(i))
       sort_suspect(st, record.events[i], attempt.unexplained[i], began, found);
-  if (!found.all_counted) {
-    st.outage_backlog = false;
+  if (!found.all_counted)
     return false;
-  }
   // The spool first: should the quarantine fail, the record stays and the
   // events rotated meanwhile are only replayed twice.
   if (!found.again.empty() && st.outage_spool->append(found.again) != spool::append_status::ok)
@@ -496,96 +512,182 @@ bool set_aside_spooled(writer_self self, const spool::record& record,
   return found.quarantined.empty() || quarantine_events(self, found.quarantined, found.notes);
 }
 
-// One spooled record: stored (events whose workspace is gone are dropped,
-// those that fail unexplained set aside) and consumed, or kept at the head.
-// Throws database_unavailable.
-bool replay_record(writer_self self, const spool::record& record, size_t& events) {
-  auto& st = self->state;
-  auto began = clock_type::now();
-  auto entries = entries_of(record.events);
-  auto attempt = commit_with_retries(self, entries, began + st.cfg.commit_timeout);
-  size_t set_aside = 0;
-  for (size_t i = 0; i < attempt.outcomes.size(); ++i) {
-    if (attempt.failed(i)) {
-      ++set_aside;
-    } else if (attempt.outcomes[i] == write_outcome::retry) {
-      const auto& ev = record.events[i].ev;
-      spdlog::error("writer {}: spooled event {} ({}) dropped: its workspace no longer "
-                    "exists", st.index, id_for_log(ev), ev.event_type);
-      pipeline_metrics::global().spool_dropped_events_total++;
-    }
-  }
-  if (set_aside > 0 && !set_aside_spooled(self, record, attempt, began))
-    return false;
-  st.outage_spool->consumed(record);
-  events += entries.size() - set_aside;
-  return true;
+// The part of `attempt` that belongs to the `count` entries from `first`.
+attempt_result slice_of(const attempt_result& attempt, size_t first, size_t count) {
+  attempt_result part;
+  part.outcomes.assign(attempt.outcomes.begin() + static_cast<ptrdiff_t>(first),
+                       attempt.outcomes.begin() + static_cast<ptrdiff_t>(first + count));
+  if (!attempt.unexplained.empty())
+    part.unexplained.assign(attempt.unexplained.begin() + static_cast<ptrdiff_t>(first),
+                            attempt.unexplained.begin() + static_cast<ptrdiff_t>(first + count));
+  return part;
 }
 
-// Replays the spool in order, a slice at a time; a record leaves the spool
-// only once its events are stored (or can never be: invalid data, a deleted
-// workspace — logged), or set aside (see set_aside_spooled).
+// Replay sources, oldest first: the files of writers that no longer exist,
+// then this writer's own. An orphan replayed to its end is deleted.
+spool* replay_source(persistence_state& st) {
+  while (!st.orphans.empty() && st.orphans.front()->empty()) {
+    auto path = st.orphans.front()->path();
+    st.orphans.erase(st.orphans.begin());
+    std::error_code ec;
+    std::filesystem::remove(path, ec);
+    if (ec)
+      spdlog::warn("writer {}: replayed {} but cannot delete it: {}", st.index, path,
+                   ec.message());
+    else
+      spdlog::info("writer {}: replayed and deleted {}", st.index, path);
+  }
+  return st.orphans.empty() ? st.outage_spool.get() : st.orphans.front().get();
+}
+
+// One replay batch: records from the head of `source` up to `limit`
+// events, stored in one transaction (events whose workspace is gone are
+// dropped, those that fail unexplained set aside) and consumed with one
+// cursor write. `events`: how many it tried. False: the batch ends at a
+// record that waits for the next round. Throws database_unavailable.
+bool replay_batch(writer_self self, spool& source, size_t limit, size_t& events,
+                  size_t& replayed) {
+  auto& st = self->state;
+  bool own = &source == st.outage_spool.get();
+  std::vector<spool::record> records;
+  events = 0;
+  bool held = false;
+  while (events < limit) {
+    auto record = next_record(source, records.empty() ? nullptr : &records.back());
+    if (!record)
+      break;
+    if (own && record->offset >= st.replay_round_end) {
+      held = true;
+      break;
+    }
+    events += record->events.size();
+    records.push_back(std::move(*record));
+  }
+  if (records.empty())
+    return !held && source.empty(); // else a read failed: try again in an interval
+  std::vector<batch_entry> entries;
+  entries.reserve(events);
+  for (const auto& record : records)
+    for (const auto& r : record.events)
+      entries.push_back({&r.ev, r.workspace_id, r.ev.timestamp});
+  auto began = clock_type::now();
+  auto attempt = commit_with_retries(self, entries, began + st.cfg.commit_timeout);
+  size_t first = 0;
+  size_t done = 0; // records stored or set aside
+  size_t stored = 0;
+  for (const auto& record : records) {
+    auto n = record.events.size();
+    auto part = slice_of(attempt, first, n);
+    size_t set_aside = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (part.failed(i)) {
+        ++set_aside;
+      } else if (part.outcomes[i] == write_outcome::retry) {
+        const auto& ev = record.events[i].ev;
+        spdlog::error("writer {}: spooled event {} ({}) dropped: its workspace no longer "
+                      "exists", st.index, id_for_log(ev), ev.event_type);
+        pipeline_metrics::global().spool_dropped_events_total++;
+      }
+    }
+    if (set_aside > 0 && !set_aside_spooled(self, record, part, began)) {
+      // It stays at the head; the records after it were stored as well and
+      // are replayed once more with it (which changes nothing).
+      held = true;
+      break;
+    }
+    stored += n - set_aside;
+    first += n;
+    ++done;
+  }
+  if (done > 0)
+    source.consumed(records.front(), records[done - 1], done);
+  replayed += stored;
+  return !held;
+}
+
+// Replays the spool in order, one batch per message: live parts that
+// arrived meanwhile are committed first, so new deliveries wait for at most
+// one replay batch. A record leaves the spool only once its events are
+// stored (or can never be: invalid data, a deleted workspace — logged), or
+// set aside (see set_aside_spooled).
 void replay(writer_self self) {
   auto& st = self->state;
   st.replay_scheduled = false;
   // Before the migration the spool waits; schema_atom starts the replay.
-  if (!st.schema_ready || !st.outage_spool || st.outage_spool->empty())
+  if (!st.schema_ready || !st.outage_spool)
     return;
-  auto slice_end = clock_type::now() + replay_slice;
-  // Records appended during this slice (events set aside to be tried again)
-  // wait for the next one: at most one attempt per replay interval.
-  auto slice_tail = st.outage_spool->file_bytes();
-  size_t events = 0;
-  bool held = false; // the slice ended at a record that waits for the next interval
+  if (!st.replay_continues)
+    st.replay_round_end = st.outage_spool->file_bytes();
+  commit_now(self);
+  auto* source = replay_source(st);
+  if (source->empty()) {
+    sync_spool_gauges(st);
+    return;
+  }
+  if (st.replay_batch_events == 0)
+    st.replay_batch_events = std::min(first_replay_batch, st.cfg.spool_replay_batch_max);
+  auto began = clock_type::now();
+  size_t tried = 0;
+  size_t replayed = 0;
+  bool more = false;
   try {
-    while (clock_type::now() < slice_end) {
-      auto record = next_record(*st.outage_spool);
-      if (!record)
-        break;
-      if (record->offset >= slice_tail || !replay_record(self, *record, events)) {
-        held = true;
-        break;
-      }
-    }
+    more = replay_batch(self, *source, st.replay_batch_events, tried, replayed);
   } catch (const database_unavailable& e) {
-    pipeline_metrics::global().replayed_events_total += events;
     sync_spool_gauges(st);
     if (!st.db_down)
       spdlog::warn("writer {}: spool replay postponed: {}", st.index, e.what());
     st.db_down = true;
     st.db_down_since = clock_type::now();
-    st.outage_backlog = true;
     schedule_replay(self, false);
     return;
   }
-  pipeline_metrics::global().replayed_events_total += events;
+  if (st.db_down)
+    spdlog::info("writer {}: PostgreSQL is writable again, replaying the spool", st.index);
+  st.db_down = false;
+  if (st.drain_began == clock_type::time_point{})
+    st.drain_began = began;
+  // The next batch sized from this one's cost per event (at most doubling).
+  if (tried > 0) {
+    auto took = std::max(clock_type::now() - began, clock_type::duration{1});
+    auto fitting = static_cast<size_t>(static_cast<double>(tried) * replay_batch_time / took);
+    auto most = std::min(2 * tried, st.cfg.spool_replay_batch_max);
+    st.replay_batch_events =
+      std::clamp<size_t>(fitting, std::min(least_replay_batch, most), most);
+  }
+  pipeline_metrics::global().replayed_events_total += replayed;
+  st.drained_events += replayed;
+  replay_source(st); // deletes an orphan replayed to its end
   sync_spool_gauges(st);
-  if (st.outage_spool->empty()) {
-    if (st.db_down || events > 0)
-      spdlog::info("writer {}: spool replayed into PostgreSQL", st.index);
-    st.db_down = false;
-    st.outage_backlog = false;
+  if (!spool_pending(st)) {
+    auto seconds =
+      std::chrono::duration<double>(clock_type::now() - st.drain_began).count();
+    spdlog::info("writer {}: spool replayed into PostgreSQL: {} events in {:.1f} s ({:.0f}/s)",
+                 st.index, st.drained_events, seconds,
+                 seconds > 0 ? static_cast<double>(st.drained_events) / seconds : 0.0);
+    st.drained_events = 0;
+    st.drain_began = {};
+    st.replay_batch_events = 0;
     return;
   }
-  // More to do: after the parts that queued meanwhile.
-  schedule_replay(self, !held);
+  // More to do: after the parts that queued meanwhile; a record of the next
+  // round waits for the replay interval.
+  schedule_replay(self, more, more);
 }
 
-// Files of writers that no longer exist (the pool shrank) go to a writer of
-// the current pool, so a restart never strands acknowledged events: spool
-// files into its spool, quarantine files into its quarantine.
-void adopt_orphans(persistence_state& st, const std::filesystem::path& dir,
-                   std::string_view suffix, spool& into) {
+// Quarantine files of writers that no longer exist (the pool shrank) go into
+// this writer's quarantine, so `spool list` and `requeue` find them with the
+// others. Spool files of such writers are not copied: the replay reads them
+// where they are (persistence_state::orphans).
+void adopt_orphan_quarantines(persistence_state& st, const std::filesystem::path& dir) {
   std::error_code ec;
   for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
     auto name = entry.path().filename().string();
-    auto other = writer_of_file(name, suffix);
+    auto other = writer_of_file(name, quarantine_file_suffix);
     if (!other || *other < st.cfg.writers || *other % st.cfg.writers != st.index)
       continue;
     spool orphan{entry.path().string(), SIZE_MAX};
-    pipeline_metrics::global().spool_corrupt_records_total += orphan.corrupt_records();
     while (auto record = next_record(orphan)) {
-      if (into.append(record->events, record->notes) != spool::append_status::ok) {
+      if (st.quarantine->append(record->events, record->notes) != spool::append_status::ok) {
         // What is left stays in the orphan's file for the next start.
         spdlog::error("writer {}: cannot take over the rest of {}", st.index, name);
         break;
@@ -594,6 +696,31 @@ void adopt_orphans(persistence_state& st, const std::filesystem::path& dir,
     }
     if (orphan.empty())
       std::filesystem::remove(entry.path(), ec);
+  }
+}
+
+// Spool files of writers that no longer exist: this writer replays those
+// whose number falls to it, in the order of their numbers.
+void open_orphan_spools(persistence_state& st, const std::filesystem::path& dir) {
+  std::error_code ec;
+  std::map<size_t, std::string> found;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, ec)) {
+    auto other = writer_of_file(entry.path().filename().string(), spool_file_suffix);
+    if (other && *other >= st.cfg.writers && *other % st.cfg.writers == st.index)
+      found.emplace(*other, entry.path().string());
+  }
+  for (const auto& [writer, path] : found) {
+    auto orphan = std::make_unique<spool>(path, SIZE_MAX);
+    if (orphan->empty()) {
+      orphan.reset();
+      std::filesystem::remove(path, ec);
+      continue;
+    }
+    st.orphans.push_back(std::move(orphan));
+    pipeline_metrics::global().spool_corrupt_records_total +=
+      st.orphans.back()->corrupt_records();
+    spdlog::info("writer {}: will replay {} of writer {} ({} bytes)", st.index, path, writer,
+                 st.orphans.back()->bytes());
   }
 }
 
@@ -611,16 +738,17 @@ void start_spool(writer_self self) {
   st.quarantine = std::make_unique<spool>(
     writer_file(st.cfg.spool_dir, st.index, quarantine_file_suffix), share);
   pipeline_metrics::global().spool_corrupt_records_total += st.outage_spool->corrupt_records();
-  adopt_orphans(st, dir, spool_file_suffix, *st.outage_spool);
-  adopt_orphans(st, dir, quarantine_file_suffix, *st.quarantine);
+  open_orphan_spools(st, dir);
+  adopt_orphan_quarantines(st, dir);
   sync_spool_gauges(st);
   if (!st.quarantine->empty())
     spdlog::warn("writer {}: {} quarantined events in {} (`kapso-ingest spool list`)",
                  st.index, st.quarantine->records(), st.quarantine->path());
-  if (!st.outage_spool->empty()) {
-    spdlog::info("writer {}: {} spooled batches to replay", st.index,
-                 st.outage_spool->records());
-    st.outage_backlog = true;
+  if (spool_pending(st)) {
+    // Opening read no record: the replay streams them once the schema is
+    // known, batch by batch beside live traffic.
+    spdlog::info("writer {}: {} spooled batches ({} bytes) to replay", st.index,
+                 st.reported_spool_records, st.reported_spool_bytes);
     schedule_replay(self, true);
   }
 }

@@ -36,10 +36,21 @@ struct persistence_state {
   bool schema_ready = false;                // migrated: PostgreSQL may be written
   bool db_down = false;                     // the last attempt found PostgreSQL unavailable
   std::chrono::steady_clock::time_point db_down_since;
-  // The spool holds batches that wait for PostgreSQL (an outage, or found at
-  // start): new batches queue behind them. Not so while its head is an event
-  // that fails unexplained: the database stores others meanwhile.
-  bool outage_backlog = false;
+  // Spool files of writers that no longer exist (the pool shrank), replayed
+  // before this writer's own file and deleted once replayed; never appended.
+  std::vector<std::unique_ptr<spool>> orphans;
+  // A replay round works through the spool as it was when the round began:
+  // records appended later (events set aside to be tried again) wait for
+  // the next round, one replay interval later.
+  uint64_t replay_round_end = 0;
+  bool replay_continues = false;            // the next replay_atom goes on with the round
+  // Events the next replay transaction takes: sized so that one takes about
+  // replay_batch_time (live parts wait for at most one), at most
+  // spool.replay-batch-max.
+  size_t replay_batch_events = 0;
+  // The drain under way: since when, how many events so far (for its log line).
+  std::chrono::steady_clock::time_point drain_began;
+  uint64_t drained_events = 0;
   // When a commit last stored events of each kind: a failing event counts
   // only when others of its kind were stored (a trigger that fails every
   // message insert while statuses go through quarantines nothing).

@@ -33,6 +33,8 @@ target and load
   --max-retries N           re-sends of a delivery answered non-200 (default 5)
   --retry-base-ms MS        first retry delay, doubled per retry (default 200)
   --drain SECONDS           limit for finishing in-flight work and retries (default 15)
+  --phases A,B,...          name the run's phases: it starts in A, each SIGUSR1 moves
+                            to the next; answers and latency are reported per phase
 
 payloads
   --form single|batch|meta  payload form (default single)
@@ -47,6 +49,8 @@ payloads
   --pool COUNT              distinct deliveries to pre-build (default: from
                             --requests, --rate x time, or 100k events/s x time)
   --max-pool-mb MB          memory cap for pre-built deliveries (default 2048)
+  --cycle                   when the pool runs out, send it again from its start
+                            (byte-for-byte re-sends) instead of stopping
 
 database
   --database-url URL        PostgreSQL for --setup/--verify (default $DATABASE_URL)
@@ -71,7 +75,7 @@ enum option_id : int {
   opt_drain, opt_form, opt_batch_size, opt_workspaces, opt_conversations,
   opt_zipf, opt_retry_fraction, opt_secret, opt_prefix, opt_seed,
   opt_pool, opt_max_pool_mb, opt_database_url, opt_setup, opt_prefill, opt_verify,
-  opt_json, opt_plot, opt_label, opt_cpu_pid, opt_quiet, opt_help,
+  opt_json, opt_plot, opt_label, opt_cpu_pid, opt_quiet, opt_help, opt_phases, opt_cycle,
 };
 
 const option long_options[] = {
@@ -86,6 +90,7 @@ const option long_options[] = {
   {"max-retries", required_argument, nullptr, opt_max_retries},
   {"retry-base-ms", required_argument, nullptr, opt_retry_base_ms},
   {"drain", required_argument, nullptr, opt_drain},
+  {"phases", required_argument, nullptr, opt_phases},
   {"form", required_argument, nullptr, opt_form},
   {"batch-size", required_argument, nullptr, opt_batch_size},
   {"workspaces", required_argument, nullptr, opt_workspaces},
@@ -97,6 +102,7 @@ const option long_options[] = {
   {"seed", required_argument, nullptr, opt_seed},
   {"pool", required_argument, nullptr, opt_pool},
   {"max-pool-mb", required_argument, nullptr, opt_max_pool_mb},
+  {"cycle", no_argument, nullptr, opt_cycle},
   {"database-url", required_argument, nullptr, opt_database_url},
   {"setup", no_argument, nullptr, opt_setup},
   {"prefill", no_argument, nullptr, opt_prefill},
@@ -230,6 +236,21 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv) {
       case opt_drain:
         opts.drain = to_real(name, optarg, 0, 3600);
         break;
+      case opt_phases: {
+        opts.phases.clear();
+        std::string_view list = optarg;
+        while (!list.empty()) {
+          auto comma = list.find(',');
+          auto phase = list.substr(0, comma);
+          if (phase.empty())
+            bad(name, "a phase name is empty");
+          opts.phases.emplace_back(phase);
+          list = comma == std::string_view::npos ? std::string_view{} : list.substr(comma + 1);
+        }
+        if (opts.phases.empty() || opts.phases.size() > 16)
+          bad(name, "between 1 and 16 names, separated by commas");
+        break;
+      }
       case opt_form: {
         std::string_view form = optarg;
         if (form == "single")
@@ -275,6 +296,9 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv) {
         break;
       case opt_max_pool_mb:
         opts.max_pool_mb = to_count(name, optarg, 1, 1'000'000);
+        break;
+      case opt_cycle:
+        opts.cycle = true;
         break;
       case opt_database_url:
         opts.database_url = optarg;

@@ -33,6 +33,10 @@ struct bench_options {
   uint32_t max_retries = 5;  // re-sends of a delivery answered non-200
   uint32_t retry_base_ms = 200;
   double drain = 15;         // seconds to finish in-flight work and retries
+  // Named phases of the run: the first from the start, each SIGUSR1 moves
+  // to the next; answers and latency are reported per phase (a request
+  // belongs to the phase it was due or re-sent in).
+  std::vector<std::string> phases;
 
   // payloads
   payload_form form = payload_form::single;
@@ -46,6 +50,7 @@ struct bench_options {
   uint64_t seed = 0;
   bool seed_given = false;
   size_t pool = 0;           // distinct deliveries to pre-build; 0 = estimate
+  bool cycle = false;        // send the schedule again when it runs out
   size_t max_pool_mb = 2048; // memory for pre-built deliveries
 
   // database

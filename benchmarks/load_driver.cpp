@@ -17,6 +17,8 @@
 
 #include <asio.hpp>
 
+#include <csignal>
+
 namespace kapso::bench {
 
 namespace {
@@ -169,7 +171,21 @@ parse_status parse_answer(std::string_view data, answer_head& out) {
 
 // -- shared state of one run ---------------------------------------------------
 
-enum stop_cause : int { not_stopped = 0, stop_duration, stop_schedule_end };
+enum stop_cause : int { not_stopped = 0, stop_duration, stop_schedule_end, stop_signal };
+
+// SIGUSR1s received: each moves the run to its next phase (--phases).
+std::atomic<uint32_t> phase_signals{0};
+// SIGINT or SIGTERM: the run stops as at the end of its duration (a second
+// one ends the process: the handler is reset by the first).
+std::atomic<bool> stop_signalled{false};
+
+extern "C" void on_phase_signal(int) {
+  phase_signals.fetch_add(1, std::memory_order_relaxed);
+}
+
+extern "C" void on_stop_signal(int) {
+  stop_signalled.store(true, std::memory_order_relaxed);
+}
 
 struct shared_run {
   shared_run(const bench_options& o, const workload& w)
@@ -187,6 +203,7 @@ struct shared_run {
   std::unique_ptr<std::atomic<uint8_t>[]> flags;
   std::atomic<size_t> next_position{0};
   std::atomic<int> stopped{not_stopped};
+  std::atomic<uint32_t> phase{0}; // index into opts.phases
 
   // Progress counters, read once a second by the main thread.
   std::atomic<uint64_t> attempts{0};
@@ -212,6 +229,7 @@ struct job {
   uint32_t delivery = 0;
   uint32_t attempt = 0;   // 0 = the scheduled send, >0 = retry after an error
   time_point intended{};  // open loop: when it should have left (latency base)
+  uint32_t phase = 0;     // when it was due (first sends) or sent (retries)
 };
 
 struct retry_entry {
@@ -240,6 +258,17 @@ struct connection {
   size_t filled = 0;
 };
 
+// What one worker saw of the requests of one phase.
+struct phase_bin {
+  uint64_t attempts = 0;
+  std::map<int, uint64_t> statuses;
+  uint64_t timeouts = 0;
+  uint64_t io_errors = 0;
+  uint64_t acked_deliveries = 0;
+  uint64_t acked_events = 0;
+  latency_histogram latency;
+};
+
 // What one worker saw in one second; merged over workers after the run.
 struct second_bin {
   uint64_t deliveries = 0;
@@ -254,6 +283,7 @@ public:
     : run_(run), tick_(io_), rate_(rate) {
     for (size_t i = 0; i < connections; ++i)
       conns_.push_back(std::make_unique<connection>(io_));
+    phases.resize(std::max<size_t>(1, run.opts.phases.size()));
   }
 
   void start() {
@@ -280,6 +310,7 @@ public:
   uint64_t connect_errors = 0;
   uint64_t abandoned = 0;
   std::vector<second_bin> seconds;
+  std::vector<phase_bin> phases;
 
 private:
   void loop() {
@@ -361,13 +392,18 @@ private:
   bool take_position(job& out, time_point intended) {
     auto& schedule = run_.wl.schedule;
     auto pos = run_.next_position.fetch_add(1, std::memory_order_relaxed);
+    bool again = false;
     if (pos >= schedule.size()) {
-      run_.stop(stop_schedule_end);
-      return false;
+      if (!run_.opts.cycle || schedule.empty()) {
+        run_.stop(stop_schedule_end);
+        return false;
+      }
+      again = true;
+      pos %= schedule.size();
     }
-    out = job{schedule[pos], 0, intended};
+    out = job{schedule[pos], 0, intended, run_.phase.load(std::memory_order_relaxed)};
     ++first_sends;
-    if (run_.wl.is_resend[pos])
+    if (again || run_.wl.is_resend[pos])
       ++resends;
     return true;
   }
@@ -383,9 +419,12 @@ private:
   void send(connection& c, const job& what, time_point now) {
     c.state = connection::phase::busy;
     c.current = what;
+    if (what.attempt > 0 || rate_ == 0)
+      c.current.phase = run_.phase.load(std::memory_order_relaxed);
     c.started = now;
     c.filled = 0;
     ++attempts;
+    ++phases[c.current.phase].attempts;
     run_.attempts.fetch_add(1, std::memory_order_relaxed);
     run_.in_flight.fetch_add(1, std::memory_order_relaxed);
     run_.flags[what.delivery].fetch_or(delivery_sent, std::memory_order_relaxed);
@@ -446,6 +485,8 @@ private:
     auto& what = c.current;
     if (head.status >= 0 && head.status < static_cast<int>(statuses.size()))
       ++statuses[static_cast<size_t>(head.status)];
+    auto& phase = phases[what.phase];
+    ++phase.statuses[head.status];
     auto& second = second_of(now);
     if (head.status == 200) {
       run_.flags[what.delivery].fetch_or(delivery_acked, std::memory_order_relaxed);
@@ -458,6 +499,9 @@ private:
       second_latency_.record(micros);
       ++second.deliveries;
       second.events += events;
+      phase.latency.record(micros);
+      ++phase.acked_deliveries;
+      phase.acked_events += events;
       if (now >= run_.measure_from && now < run_.measure_until) {
         latency.record(micros);
         ++window_deliveries;
@@ -481,6 +525,8 @@ private:
   void fail(connection& c, uint64_t& counter) {
     auto now = clock_type::now();
     ++counter;
+    auto& phase = phases[c.current.phase];
+    ++(&counter == &timeouts ? phase.timeouts : phase.io_errors);
     ++second_of(now).failures;
     run_.errors.fetch_add(1, std::memory_order_relaxed);
     run_.in_flight.fetch_sub(1, std::memory_order_relaxed);
@@ -688,12 +734,53 @@ run_result run_load(const bench_options& opts, const workload& wl) {
   for (auto& w : workers)
     w->start();
 
+  // --phases: each SIGUSR1 moves the run to the next phase.
+  std::vector<time_point> phase_starts{run.start};
+  struct sigaction previous_int {};
+  struct sigaction previous_term {};
+  {
+    struct sigaction action {};
+    action.sa_handler = on_stop_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESETHAND;
+    sigaction(SIGINT, &action, &previous_int);
+    sigaction(SIGTERM, &action, &previous_term);
+  }
+  if (!opts.phases.empty()) {
+    struct sigaction action {};
+    action.sa_handler = on_phase_signal;
+    sigemptyset(&action.sa_mask);
+    action.sa_flags = SA_RESTART;
+    sigaction(SIGUSR1, &action, nullptr);
+    std::fprintf(stderr, "[%6.1fs] phase %s (SIGUSR1 moves to the next)\n", 0.0,
+                 opts.phases[0].c_str());
+  }
+  auto signals_seen = phase_signals.load();
+  // Moves to the next phase for every SIGUSR1 not seen yet.
+  auto follow_phases = [&](time_point now) {
+    for (auto signals = phase_signals.load(); signals_seen != signals; ++signals_seen) {
+      auto next = run.phase.load() + 1;
+      if (next >= opts.phases.size())
+        continue;
+      run.phase.store(next);
+      phase_starts.push_back(now);
+      std::fprintf(stderr, "[%6.1fs] phase %s\n", seconds_between(run.start, now),
+                   opts.phases[next].c_str());
+    }
+  };
+
   // Progress once a second; the workers never print.
   uint64_t last_acked = 0;
   auto next_report = run.start + std::chrono::seconds{1};
   while (run.workers_done.load() < workers.size()) {
     std::this_thread::sleep_for(milliseconds{20});
     auto now = clock_type::now();
+    if (stop_signalled.load() && !run.stopping()) {
+      run.stop(stop_signal);
+      std::fprintf(stderr, "[%6.1fs] stopping on a signal (a second one ends the process)\n",
+                   seconds_between(run.start, now));
+    }
+    follow_phases(now);
     if (now < next_report)
       continue;
     next_report += std::chrono::seconds{1};
@@ -718,6 +805,27 @@ run_result run_load(const bench_options& opts, const workload& wl) {
   for (auto& w : workers)
     w->join();
   auto end = clock_type::now();
+  // --verify checks what the server wrote once the run is in its last phase:
+  // the process that signals the phases knows when that is (a spool
+  // drained), also when the load ended before.
+  if (opts.verify && !opts.phases.empty() && run.phase.load() + 1 < opts.phases.size()
+      && !stop_signalled.load()) {
+    std::fprintf(stderr,
+                 "[%6.1fs] the load ended in phase %s: --verify waits for phase %s "
+                 "(SIGUSR1; SIGINT verifies at once)\n",
+                 seconds_between(run.start, end), opts.phases[run.phase.load()].c_str(),
+                 opts.phases.back().c_str());
+    while (run.phase.load() + 1 < opts.phases.size() && !stop_signalled.load()) {
+      std::this_thread::sleep_for(milliseconds{20});
+      follow_phases(clock_type::now());
+    }
+  }
+  // A phase signal that comes late (during --verify) must not end the
+  // process: SIGUSR1's default action would.
+  if (!opts.phases.empty())
+    std::signal(SIGUSR1, SIG_IGN);
+  sigaction(SIGINT, &previous_int, nullptr);
+  sigaction(SIGTERM, &previous_term, nullptr);
 
   run_result result;
   result.elapsed_seconds = seconds_between(run.start, end);
@@ -741,12 +849,40 @@ run_result run_load(const bench_options& opts, const workload& wl) {
   }
   result.window_start = opts.warmup;
   result.seconds = merge_seconds(workers, result.elapsed_seconds);
+  for (size_t p = 0; p < opts.phases.size(); ++p) {
+    phase_result phase;
+    phase.name = opts.phases[p];
+    if (p < phase_starts.size()) {
+      // A phase's time ends with the load (a later signal only marks it).
+      auto from = std::min(phase_starts[p], end);
+      auto until = p + 1 < phase_starts.size() ? std::min(phase_starts[p + 1], end) : end;
+      phase.start = seconds_between(run.start, from);
+      phase.seconds = seconds_between(from, until);
+    }
+    for (auto& w : workers) {
+      auto& bin = w->phases[p];
+      phase.attempts += bin.attempts;
+      for (auto& [status, count] : bin.statuses)
+        phase.statuses[status] += count;
+      phase.timeouts += bin.timeouts;
+      phase.io_errors += bin.io_errors;
+      phase.acked_deliveries += bin.acked_deliveries;
+      phase.acked_events += bin.acked_events;
+      phase.latency.merge(bin.latency);
+    }
+    result.phases.push_back(std::move(phase));
+  }
   auto cause = run.stopped.load();
   if (cause == stop_schedule_end) {
     result.stop_reason = opts.requests > 0 && wl.schedule.size() >= opts.requests
                            ? "requests"
                            : "pool exhausted";
     // The window ends with the last answer, not at the planned duration.
+    result.window_seconds = last_answer > run.measure_from
+                              ? seconds_between(run.measure_from, last_answer)
+                              : 0;
+  } else if (cause == stop_signal) {
+    result.stop_reason = "signal";
     result.window_seconds = last_answer > run.measure_from
                               ? seconds_between(run.measure_from, last_answer)
                               : 0;

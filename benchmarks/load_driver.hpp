@@ -29,6 +29,21 @@ struct second_sample {
   uint64_t p99_us = 0;
 };
 
+// One of --phases: the requests sent in it (by due time for the first send
+// of an open-loop delivery, else by send time) and what they were answered.
+struct phase_result {
+  std::string name;
+  double start = 0;      // seconds since the run started
+  double seconds = 0;    // until the next phase began, or the run ended
+  uint64_t attempts = 0;
+  std::map<int, uint64_t> statuses;
+  uint64_t timeouts = 0;
+  uint64_t io_errors = 0;         // I/O and connect errors of requests under way
+  uint64_t acked_deliveries = 0;  // answers 200
+  uint64_t acked_events = 0;
+  latency_histogram latency;      // of the answers 200
+};
+
 struct run_result {
   // The measurement window: [warm-up end, duration end or last answer].
   double window_start = 0; // seconds since the run started
@@ -50,6 +65,7 @@ struct run_result {
   double elapsed_seconds = 0;
   std::vector<second_sample> seconds; // the whole run: warm-up, window, drain
   std::vector<cpu_usage> cpu;          // --cpu-pid, filled in by the caller
+  std::vector<phase_result> phases;    // --phases
 
   std::vector<uint8_t> delivery_flags; // delivery_flag bits, per pool delivery
   uint64_t unique_sent = 0;

@@ -151,6 +151,23 @@ void print_summary(std::FILE* out, const bench_options& opts, const workload& wl
                static_cast<unsigned long long>(r.never_acked),
                static_cast<unsigned long long>(r.never_acked_events),
                static_cast<unsigned long long>(r.abandoned));
+  // One line per phase, in a fixed form (benchmarks/outage.sh reads them).
+  for (auto& p : r.phases) {
+    std::fprintf(out, "  phase %s: from %.2f s for %.2f s, sent %llu, answers", p.name.c_str(),
+                 p.start, p.seconds, static_cast<unsigned long long>(p.attempts));
+    if (p.statuses.empty())
+      std::fprintf(out, " none");
+    for (auto& [status, count] : p.statuses)
+      std::fprintf(out, " %d: %llu", status, static_cast<unsigned long long>(count));
+    std::fprintf(out,
+                 ", timeouts %llu, io errors %llu, acknowledged %llu (%llu events), "
+                 "200 latency ms p50 %.3f p99 %.3f max %.3f\n",
+                 static_cast<unsigned long long>(p.timeouts),
+                 static_cast<unsigned long long>(p.io_errors),
+                 static_cast<unsigned long long>(p.acked_deliveries),
+                 static_cast<unsigned long long>(p.acked_events), ms(p.latency.quantile(0.5)),
+                 ms(p.latency.quantile(0.99)), ms(p.latency.max()));
+  }
 }
 
 nlohmann::json to_json(const bench_options& opts, const workload& wl,
@@ -220,6 +237,31 @@ nlohmann::json to_json(const bench_options& opts, const workload& wl,
     {"never_acked", r.never_acked},
     {"never_acked_events", r.never_acked_events},
   };
+  if (!r.phases.empty()) {
+    json phases = json::array();
+    for (auto& p : r.phases) {
+      json by_status = json::object();
+      for (auto& [status, count] : p.statuses)
+        by_status[std::to_string(status)] = count;
+      phases.push_back({
+        {"name", p.name},
+        {"start_seconds", p.start},
+        {"seconds", p.seconds},
+        {"attempts", p.attempts},
+        {"statuses", by_status},
+        {"timeouts", p.timeouts},
+        {"io_errors", p.io_errors},
+        {"acked_deliveries", p.acked_deliveries},
+        {"acked_events", p.acked_events},
+        {"latency_ms",
+         {{"count", p.latency.count()},
+          {"p50", ms(p.latency.quantile(0.5))},
+          {"p99", ms(p.latency.quantile(0.99))},
+          {"max", ms(p.latency.max())}}},
+      });
+    }
+    out["phases"] = phases;
+  }
   // Flat keys, one a line: run_scenarios.sh reads them without jq.
   for (auto& cpu : r.cpu) {
     out["cpu_" + cpu.name + "_seconds"] = cpu.seconds;

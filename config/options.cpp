@@ -189,6 +189,9 @@ const std::vector<option_spec>& option_specs() {
            "spool size limit, shared by the writers (`503` when full)"),
     millis("spool.replay-interval-ms", &settings::spool_replay_interval, 10, 3600000,
            "replay attempts while the spool is not empty"),
+    number("spool.replay-batch-max", &settings::spool_replay_batch_max, 1, 100000,
+           "most spooled events per replay transaction; live batches are committed between "
+           "two of them"),
     number("spool.quarantine-after", &settings::spool_quarantine_after, 1, 1000,
            "an event whose write fails for no reason of its data or of the database's state "
            "(a trigger's or internal error) this many times, each while others of its kind "

@@ -55,6 +55,7 @@ struct settings {
   std::string spool_dir = "spool";           // empty = spool disabled
   size_t spool_max_bytes = 1024ull * 1024 * 1024;
   std::chrono::milliseconds spool_replay_interval{1000};
+  size_t spool_replay_batch_max = 2000;      // events per replay transaction
   size_t spool_quarantine_after = 5;         // failed attempts, others stored meanwhile
 
   // phones

@@ -30,6 +30,10 @@ struct quarantine_note {
 // a spool file.
 std::string encode_spool_batch(const std::vector<routed_event>& events,
                                const std::vector<quarantine_note>& notes = {});
+// The encoding builds up to 0.3.0 wrote (every field, fixed-width lengths):
+// still read by decode_spool_batch; written only by tests, to prove that.
+std::string encode_spool_batch_v1(const std::vector<routed_event>& events,
+                                  const std::vector<quarantine_note>& notes = {});
 
 // False when `payload` is not a valid encoding; `out` (and `notes`) are
 // unchanged then. `notes`, when given, gets one note per event if the
@@ -68,8 +72,11 @@ private:
 class spool {
 public:
   // `path` is the spool file (created mode 0600 on the first append; its
-  // directory is fsync'd when the file is created). An existing file is
-  // scanned once (streaming, bounded memory) for the counts. Throws
+  // directory is fsync'd when the file is created). Opening an existing file
+  // reads its header and its end, never the records in between: the header
+  // keeps the cursor and the count of records after it, and the end is
+  // checked for an append a crash cut short (files of builds up to 0.3.0,
+  // whose header has no count, are walked once, streaming). Throws
   // std::runtime_error when the file has a header of an unknown version or
   // is not a spool file at all (the writer then refuses to start: never
   // truncate what we cannot read).
@@ -100,7 +107,10 @@ public:
   // append that was never acknowledged) ends the replay and is cut off.
   // nullopt when nothing is left. Calling next() again without consumed()
   // returns the same record. When memory runs out while reading or decoding
-  // a record, std::bad_alloc propagates and the cursor stays before it.
+  // a record, std::bad_alloc propagates and the cursor stays before it. A
+  // record whose header holds but whose length runs into the records after
+  // it (an append glued to a torn one) is skipped like a corrupt one, never
+  // followed by its length.
   struct record {
     std::vector<routed_event> events;
     std::vector<quarantine_note> notes; // one per event in a quarantine file, else empty
@@ -109,16 +119,26 @@ public:
   };
   std::optional<record> next();
 
+  // Reading ahead: the first valid record after `previous` (a record of
+  // next() or next_after()), the cursor left where it is; corrupt records on
+  // the way are counted once however often they are read.
+  std::optional<record> next_after(const record& previous);
+
   // The record last returned by next() is stored in PostgreSQL: the durable
   // cursor (kept in the file's header, fdatasync'd) moves past it, so a crash
   // mid-replay resumes there. When the cursor reaches the end of the file,
   // the file is emptied (truncated to its header).
   void consumed(const record& r);
+  // The same for a run read ahead: `first` from next(), `last` the last of
+  // the `count` records up to it; one cursor write for all of them.
+  void consumed(const record& first, const record& last, uint64_t count);
 
   uint64_t bytes() const noexcept;      // bytes of records not yet replayed
-  uint64_t records() const noexcept;    // records not yet replayed
+  // Records appended and not yet replayed (a corrupt one leaves the count
+  // when the replay skips it); kept in the header with the cursor.
+  uint64_t records() const noexcept;
   uint64_t file_bytes() const noexcept; // size on disk (what max_bytes limits)
-  bool empty() const noexcept { return records() == 0; }
+  bool empty() const noexcept { return bytes() == 0; }
   uint64_t corrupt_records() const noexcept; // skipped since this object was made
   const std::string& path() const noexcept;
 
@@ -134,6 +154,22 @@ private:
   // left in `payload` when that is not null).
   probe probe_at(uint64_t pos, std::string* payload);
   void open_existing();
+  // A walk over every record after the cursor: counts them, cuts a torn tail.
+  void scan_all();
+  // Where the last whole record ends, read from the end of the file back.
+  void find_end();
+  struct located {
+    uint64_t offset = 0;
+    uint32_t size = 0;  // of the payload
+    uint32_t crc = 0;   // of the payload
+  };
+  // The last offset in [from, below) where a valid record header starts.
+  std::optional<located> last_header(uint64_t below, uint64_t from);
+  void cut_torn(uint64_t at);
+  // The header's count, plus the record appended after it was written (or
+  // minus the one counted and then cut off as torn).
+  void count_since(uint32_t counted, uint32_t counted_end_low);
+  std::optional<record> read_from(uint64_t from);
   uint64_t resync(uint64_t from, bool& io_ok);
   bool payload_intact(uint64_t pos, uint32_t size, uint32_t crc, bool& io_ok);
   bool read_at(uint64_t pos, char* out, size_t size);
@@ -141,6 +177,7 @@ private:
   void empty_file();
   bool cut_to(uint64_t size);
   void count_corrupt(uint64_t pos, uint64_t size, const char* reason);
+  void skipped(uint64_t pos, uint64_t size, const char* reason);
 
   std::string path_;
   size_t max_bytes_;
@@ -149,6 +186,7 @@ private:
   uint64_t cursor_ = 0;         // where replay starts (durable in the header)
   uint64_t records_ = 0;
   uint64_t corrupt_ = 0;
+  uint64_t skipped_until_ = 0;  // corrupt records the replay skipped lie before this
   bool read_only_ = false;
   bool tail_dirty_ = false;     // bytes past size_ that a failed cut left
   bool directory_synced_ = false;

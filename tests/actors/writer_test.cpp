@@ -268,6 +268,98 @@ BOOST_AUTO_TEST_CASE(a_read_only_database_sends_the_batch_to_the_spool_never_to_
   std::filesystem::remove_all(dir);
 }
 
+// Batches committed so far, from the kapso_batch_size histogram.
+uint64_t batches_committed() {
+  std::string text;
+  pipeline_metrics::global().batch_size.render(text, "b", "");
+  auto at = text.find("\nb_count ");
+  BOOST_REQUIRE(at != std::string::npos);
+  return std::stoull(text.substr(at + 9));
+}
+
+// After an outage, new deliveries are written to PostgreSQL beside the
+// replay, waiting for at most one replay batch (not behind the spool), and
+// the replay stores many records per transaction.
+BOOST_AUTO_TEST_CASE(after_an_outage_new_parts_wait_for_one_replay_batch_not_the_spool) {
+  auto dir = std::filesystem::temp_directory_path()
+             / ("kapso-writer-drain-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  conf.spool_dir = dir.string();
+  conf.spool_replay_interval = 1s;
+  conf.spool_replay_batch_max = 3;
+  db.exec_as_admin("ALTER DATABASE " + db.name() + " SET default_transaction_read_only = on");
+  start_writer();
+  // Nine records, one event each, in one conversation.
+  for (int i = 1; i <= 9; ++i) {
+    send({inbound("+15550006100", "wamid.sp" + std::to_string(i), 1700000000 + i, "old")});
+    run();
+  }
+  {
+    spool s{(dir / "writer-0.spool").string(), SIZE_MAX, spool::access::read_only};
+    BOOST_REQUIRE(s.records() == 9u);
+  }
+  db.exec_as_admin("ALTER DATABASE " + db.name() + " SET default_transaction_read_only = off");
+  db.exec_as_admin("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '"
+                   + db.name() + "'");
+  auto batches_before = batches_committed();
+  // Step the writer one message at a time until the first replay batch is
+  // stored (the first attempt may meet the terminated connection).
+  auto stored = [&] { return db.value("SELECT count(*) FROM messages"); };
+  for (int round = 0; round < 5 && stored() == "0"; ++round) {
+    sched.clock().advance_time(1s);
+    while (stored() == "0" && sched.try_run_once()) {
+    }
+  }
+  BOOST_REQUIRE_EQUAL(stored(), "3");
+  auto replay_batches_before_live = batches_committed() - batches_before;
+  // A new message of the same conversation arrives while the replay goes on.
+  sink->rows_at_answer.clear();
+  auto live = send({inbound("+15550006100", "wamid.live", 1700000100, "new")});
+  run();
+  BOOST_TEST(answer(live).counts.accepted == 1u);
+  BOOST_REQUIRE_EQUAL(sink->rows_at_answer.size(), 1u);
+  // The batch under way when it arrived, then it: 3 + 3 + 1.
+  BOOST_TEST(sink->rows_at_answer[0] == "7", "the new part waited for the spool");
+  BOOST_TEST(stored() == "10");
+  // Three replay transactions of three records each, and the live batch.
+  BOOST_TEST(replay_batches_before_live == 1u);
+  BOOST_TEST(batches_committed() - batches_before == 4u);
+  BOOST_TEST(db.value("SELECT unread_count FROM conversations") == "10");
+  BOOST_TEST(db.value("SELECT last_message_preview FROM conversations") == "new");
+  {
+    spool s{(dir / "writer-0.spool").string(), SIZE_MAX, spool::access::read_only};
+    BOOST_TEST(s.empty());
+  }
+  std::filesystem::remove_all(dir);
+}
+
+// The spool files of writers that no longer exist are replayed where they
+// are (not copied first) and deleted once replayed.
+BOOST_AUTO_TEST_CASE(spools_of_writers_that_no_longer_exist_are_replayed_in_place) {
+  auto dir = std::filesystem::temp_directory_path()
+             / ("kapso-writer-orphan-" + std::to_string(::getpid()));
+  std::filesystem::remove_all(dir);
+  std::filesystem::create_directories(dir);
+  {
+    spool orphan{(dir / "writer-2.spool").string(), SIZE_MAX};
+    for (int i = 1; i <= 3; ++i) {
+      routed_event r{workspace_id,
+                     inbound("+15550006200", "wamid.or" + std::to_string(i), 1700000000 + i, "o")};
+      BOOST_REQUIRE(orphan.append({r}) == spool::append_status::ok);
+    }
+  }
+  conf.spool_dir = dir.string();
+  start_writer();
+  run();
+  BOOST_TEST(db.value("SELECT count(*) FROM messages") == "3");
+  BOOST_TEST(!std::filesystem::exists(dir / "writer-2.spool"));
+  {
+    spool own{(dir / "writer-0.spool").string(), SIZE_MAX, spool::access::read_only};
+    BOOST_TEST(own.file_bytes() == 0u, "the orphan was copied into the writer's spool");
+  }
+  std::filesystem::remove_all(dir);
+}
+
 BOOST_AUTO_TEST_CASE(without_a_spool_an_unreachable_database_is_a_503) {
   conf.database_url = "postgresql://postgres@127.0.0.1:1/none";
   conf.connect_timeout = 200ms;

@@ -123,6 +123,36 @@ server_options fault_server(const std::string& name, std::vector<std::string> ex
   return options;
 }
 
+slow_or_failed answered_200_within(const std::vector<delivery>& deliveries,
+                                   std::chrono::milliseconds limit, clock_type::time_point from,
+                                   clock_type::time_point until) {
+  slow_or_failed result;
+  std::vector<std::chrono::milliseconds> latencies;
+  for (const auto& d : deliveries)
+    for (const auto& a : d.attempts) {
+      if (a.sent < from || a.sent > until)
+        continue;
+      ++result.requests;
+      result.messages += d.messages.size();
+      if (a.status == 200)
+        latencies.push_back(a.latency);
+      if (a.status == 200 && a.latency <= limit)
+        continue;
+      ++result.count;
+      if (result.examples.size() < 5)
+        result.examples.push_back(d.messages.front().id + ": " + std::to_string(a.status)
+                                  + " after " + std::to_string(a.latency.count()) + " ms "
+                                  + a.detail.substr(0, 120));
+    }
+  if (!latencies.empty()) {
+    auto rank = (latencies.size() * 99 + 99) / 100 - 1;
+    std::nth_element(latencies.begin(), latencies.begin() + static_cast<ptrdiff_t>(rank),
+                     latencies.end());
+    result.p99_200 = latencies[rank];
+  }
+  return result;
+}
+
 std::string metrics_of(uint16_t port) {
   try {
     http_client client{port, 5s};
@@ -226,26 +256,6 @@ std::string slow_or_failed::describe() const {
   for (auto& e : examples)
     out += "\n    " + e;
   return out;
-}
-
-slow_or_failed answered_200_within(const std::vector<delivery>& deliveries,
-                                   std::chrono::milliseconds limit, clock_type::time_point from,
-                                   clock_type::time_point until) {
-  slow_or_failed result;
-  for (const auto& d : deliveries)
-    for (const auto& a : d.attempts) {
-      if (a.sent < from || a.sent > until)
-        continue;
-      ++result.requests;
-      if (a.status == 200 && a.latency <= limit)
-        continue;
-      ++result.count;
-      if (result.examples.size() < 5)
-        result.examples.push_back(d.messages.front().id + ": " + std::to_string(a.status)
-                                  + " after " + std::to_string(a.latency.count()) + " ms "
-                                  + a.detail.substr(0, 120));
-    }
-  return result;
 }
 
 void check_nothing_quarantined(const server_process& server) {

@@ -75,6 +75,21 @@ uint64_t spool_bytes(const std::string& dir);
 std::vector<delivery> warm_up(uint16_t port, const load_options& options,
                               std::chrono::milliseconds timeout = 15s);
 
+// The requests of `deliveries` sent in [from, until] that were not answered
+// 200 within `limit` (a few as examples), and what their 200s took.
+struct slow_or_failed {
+  size_t count = 0;
+  size_t requests = 0;
+  size_t messages = 0;                       // in the requests
+  std::vector<std::string> examples;
+  std::chrono::milliseconds p99_200{0};      // of the answers 200
+  std::string describe() const;              // the examples, one per line
+};
+slow_or_failed answered_200_within(const std::vector<delivery>& deliveries,
+                                   std::chrono::milliseconds limit,
+                                   clock_type::time_point from = {},
+                                   clock_type::time_point until = clock_type::time_point::max());
+
 // Every answer of a load was one a correct server may give: no 200 that
 // says "ignored" (every event sent is valid and of a known workspace), the
 // counts of a 200 add up, and every 503 carries Retry-After.
@@ -93,18 +108,6 @@ double metric_of(uint16_t port, const std::string& name,
 // 6 threads, 20 ms between two requests of a thread.
 load_options database_load(const std::string& tag,
                            const std::vector<kapso_test::workspace>& workspaces);
-
-// Requests (sent between `from` and `until`) not answered 200 within `limit`.
-struct slow_or_failed {
-  size_t count = 0;
-  size_t requests = 0;
-  std::vector<std::string> examples;
-  std::string describe() const;   // the examples, one per line
-};
-slow_or_failed answered_200_within(const std::vector<delivery>& deliveries,
-                                   std::chrono::milliseconds limit,
-                                   clock_type::time_point from = {},
-                                   clock_type::time_point until = clock_type::time_point::max());
 
 // A load runs while PostgreSQL refuses writes for a reason of its own (not
 // the event's data); then writes work again. The fault is held until the

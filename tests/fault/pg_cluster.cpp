@@ -13,9 +13,14 @@
 #include <stdexcept>
 #include <thread>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <pwd.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include <random>
 
 #include <pqxx/pqxx>
 
@@ -27,6 +32,31 @@ namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
 namespace {
+
+// A free loopback port below the kernel's ephemeral range: while the cluster
+// is stopped, no client connection can take its port as its own source port
+// (and keep the cluster from starting again on it).
+uint16_t port_outside_ephemeral_range() {
+  int low = 32768;
+  std::ifstream range{"/proc/sys/net/ipv4/ip_local_port_range"};
+  range >> low;
+  std::mt19937 pick{std::random_device{}()};
+  for (int attempt = 0; low > 20000 && attempt < 200; ++attempt) {
+    auto port = static_cast<uint16_t>(std::uniform_int_distribution<int>{20000, low - 1}(pick));
+    int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0)
+      break;
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    bool free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
+    ::close(fd);
+    if (free)
+      return port;
+  }
+  return kapso_test::free_port();
+}
 
 bool is_root() { return ::geteuid() == 0; }
 
@@ -247,18 +277,23 @@ void pg_cluster::start() {
   if (running())
     return;
   std::string failure;
-  for (int attempt = 0; attempt < 3; ++attempt) {
-    if (port_ == 0 || attempt > 0)
-      port_ = kapso_test::free_port();
+  bool first_start = port_ == 0;
+  for (int attempt = 0; attempt < 10; ++attempt) {
+    if (port_ == 0 || (first_start && attempt > 0))
+      port_ = port_outside_ephemeral_range();
     write_config();
     auto started = as_pg({bin_ + "/pg_ctl", "-w", "-t", "60", "-D", data_, "-l", log_, "start"});
     if (started.exit_code == 0)
       return;
     failure = started.output + "\n" + log_tail(20);
-    // The port can be taken between free_port() and the bind: try another.
     if (failure.find("could not bind") == std::string::npos
         && failure.find("in use") == std::string::npos)
       break;
+    // The port can be taken between the check and the bind: at the first
+    // start try another; a restart keeps it (the servers' URLs name it) and
+    // waits for whoever holds it.
+    if (!first_start)
+      std::this_thread::sleep_for(1s);
   }
   throw std::runtime_error("pg_ctl start failed:\n" + failure);
 }

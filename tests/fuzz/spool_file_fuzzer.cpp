@@ -147,10 +147,11 @@ void replay_damaged(FuzzedDataProvider& in) {
   bool header_damaged = damaged(0, 12) || file.size() < file_header_size;
   try {
     spool s{memory_path(), unlimited};
-    // A damaged cursor (bytes 12..27) or a cut below it replays from the
-    // start; otherwise nothing consumed comes back.
+    // A damaged header (bytes 8..31: a version that is still one we read,
+    // count, cursor, CRC, counted end) or a cut below the cursor replays from
+    // the start; otherwise nothing consumed comes back.
     uint64_t cursor = consumed < records.size() ? records[consumed].offset : file_header_size;
-    bool cursor_lost = damaged(12, 28) || file.size() < cursor;
+    bool cursor_lost = damaged(8, 32) || file.size() < cursor;
     size_t next_expected = 0;
     size_t replays = 0;
     while (auto r = s.next()) {
