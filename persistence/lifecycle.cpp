@@ -94,9 +94,6 @@ std::pair<size_t, size_t> add_apply_message_changes(pg_pipeline& pipeline,
 size_t add_note_identity_changes(pg_pipeline& pipeline, const lifecycle_plan& plan,
                                  const std::vector<batch_entry>& entries,
                                  const std::vector<std::string_view>& keys) {
-  pg_array lock_ws{pg_type::uuid};
-  pg_array lock_phone{pg_type::text};
-  pg_array lock_bsuid{pg_type::text};
   pg_array ws{pg_type::uuid};
   pg_array event_id{pg_type::text};
   pg_array phone{pg_type::text};
@@ -106,17 +103,18 @@ size_t add_note_identity_changes(pg_pipeline& pipeline, const lifecycle_plan& pl
   pg_array hash{pg_type::text};
   for (auto i : plan.identity_changes) {
     const auto& ev = *entries[i].ev;
-    for (auto* w : {&lock_ws, &ws})
-      add_own_uuid(*w, entries[i].workspace_id);
-    for (auto* p : {&lock_phone, &phone})
-      p->add_text(keys[i]);
-    for (auto* b : {&lock_bsuid, &bsuid})
-      b->add_text_or_null(ev.contact_bsuid);
+    add_own_uuid(ws, entries[i].workspace_id);
     event_id.add_text(ev.message_id);
+    phone.add_text(keys[i]);
+    bsuid.add_text_or_null(ev.contact_bsuid);
     name.add_text_or_null(ev.contact_name);
     ts.add_int8(entries[i].timestamp);
     hash.add_text(ev.identity_hash);
   }
+  // Copies: each statement spends its arrays.
+  auto lock_ws = ws;
+  auto lock_phone = phone;
+  auto lock_bsuid = bsuid;
   add(pipeline, statement::lock_identity_contacts, {&lock_ws, &lock_phone, &lock_bsuid});
   return add(pipeline, statement::note_identity_changes,
              {&ws, &event_id, &phone, &bsuid, &name, &ts, &hash});
@@ -416,7 +414,8 @@ void apply_waiting(pg_session& session, pg_deadline deadline, waiting_index& ind
 }
 
 void sweep(pg_session& session, pg_deadline deadline, waiting_index& index) {
-  pg_transaction transaction{session, deadline};
+  // What waited a week goes, and what is left to apply is found: one round
+  // trip, the common case's only one.
   pg_pipeline look;
   look.add(sql::name_of(statement::expire_lifecycle_waits), {});
   auto originals_at = look.add(sql::name_of(statement::select_stored_originals), {});
@@ -424,7 +423,14 @@ void sweep(pg_session& session, pg_deadline deadline, waiting_index& index) {
   auto found = session.run(look, deadline);
   auto originals = read_key_list(found[originals_at]);
   auto numbers = read_key_list(found[numbers_at]);
+  if (originals.empty() && numbers.empty())
+    return;
 
+  // Contacts move after their states are read: in the transaction that
+  // locked them.
+  std::optional<pg_transaction> transaction;
+  if (!numbers.empty())
+    transaction.emplace(session, deadline);
   pg_pipeline apply;
   std::optional<size_t> stored;
   std::optional<size_t> states;
@@ -432,14 +438,13 @@ void sweep(pg_session& session, pg_deadline deadline, waiting_index& index) {
     stored = add_apply_message_changes(apply, originals).first;
   if (!numbers.empty())
     states = add_read_number_changes(apply, numbers);
-  if (!apply.empty()) {
-    auto answers = session.run(apply, deadline);
-    if (stored)
-      forget_stored(index, read_keys(answers[*stored]));
-    if (states)
-      move_contacts(session, deadline, numbers, read_number_states(answers[*states]));
-  }
-  transaction.commit();
+  auto answers = session.run(apply, deadline);
+  if (stored)
+    forget_stored(index, read_keys(answers[*stored]));
+  if (states)
+    move_contacts(session, deadline, numbers, read_number_states(answers[*states]));
+  if (transaction)
+    transaction->commit();
 }
 
 } // namespace kapso::lifecycle

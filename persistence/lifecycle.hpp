@@ -46,8 +46,8 @@ lifecycle_outcomes finish_batch(pg_session& session, pg_deadline deadline, waiti
 void apply_waiting(pg_session& session, pg_deadline deadline, waiting_index& index,
                    const std::vector<row_key>& messages);
 
-// Housekeeping, in one transaction: drops what waited a week, applies what
-// waited while another writer or server wrote its row.
+// Housekeeping: drops what waited a week, applies what waited while another
+// writer or server wrote its row (one round trip when there is none).
 void sweep(pg_session& session, pg_deadline deadline, waiting_index& index);
 
 } // namespace kapso::lifecycle

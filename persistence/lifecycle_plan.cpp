@@ -25,17 +25,18 @@ write_outcome outcome_of(bool first_time, bool changed) {
   return first_time && changed ? write_outcome::accepted : write_outcome::duplicate;
 }
 
+// The event kinds this plan writes.
+bool handles(event_kind kind) {
+  return is_message_change(kind) || kind == event_kind::contact_number_changed
+         || kind == event_kind::contact_identity_changed;
+}
+
 template <class T>
 std::vector<T> sorted(std::set<T> items) {
   return {std::make_move_iterator(items.begin()), std::make_move_iterator(items.end())};
 }
 
 } // namespace
-
-bool handles(event_kind kind) {
-  return is_message_change(kind) || kind == event_kind::contact_number_changed
-         || kind == event_kind::contact_identity_changed;
-}
 
 // -- waiting_index -----------------------------------------------------------------
 
@@ -196,10 +197,6 @@ contact_move plan_move(const number_change_state& s) {
 
 number_walk::number_walk(std::string workspace_id, std::vector<std::string> phones)
   : workspace_id_(std::move(workspace_id)), todo_(std::move(phones)) {}
-
-bool number_walk::finished() const noexcept {
-  return !phone_ && next_phone_ >= todo_.size();
-}
 
 std::vector<std::string> number_walk::phones_to_read() const {
   std::set<std::string> phones;

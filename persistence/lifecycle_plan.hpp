@@ -23,9 +23,6 @@ namespace kapso::lifecycle {
 // (workspace_id, message id or contact key).
 using row_key = std::pair<std::string, std::string>;
 
-// True for the event kinds this plan writes.
-bool handles(event_kind kind);
-
 // What waits in the database for rows this writer may write: originals of
 // early edits and revokes, and old numbers of recorded number changes. It
 // lets every batch that touches none of them skip the lifecycle statements.
@@ -170,7 +167,6 @@ public:
   number_walk(std::string workspace_id, std::vector<std::string> phones);
 
   const std::string& workspace_id() const noexcept { return workspace_id_; }
-  bool finished() const noexcept;
 
   // The phones whose changes the next call needs the states of.
   std::vector<std::string> phones_to_read() const;

@@ -262,7 +262,7 @@ BOOST_AUTO_TEST_CASE(a_walk_follows_moves_phone_by_phone_each_phone_once) {
   BOOST_TEST(third->new_phone == "+1");
   // +1 was walked already: the walk ends there.
   BOOST_TEST(!walk.next_move(states).has_value());
-  BOOST_TEST(walk.finished());
+  BOOST_TEST(walk.phones_to_read().empty());
 }
 
 BOOST_AUTO_TEST_CASE(a_walk_skips_other_workspaces_and_expired_changes) {
@@ -273,7 +273,7 @@ BOOST_AUTO_TEST_CASE(a_walk_skips_other_workspaces_and_expired_changes) {
   local.old_contact.clear();
   auto& walk = walks[0];
   BOOST_TEST(!walk.next_move({elsewhere, local}).has_value());
-  BOOST_TEST(walk.finished());
+  BOOST_TEST(walk.phones_to_read().empty());
 
   auto expiring = number_walks({{"ws", "+1"}});
   auto first = state("c", "+1", "+2");
