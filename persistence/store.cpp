@@ -170,7 +170,7 @@ std::optional<size_t> add_messages(pg_pipeline& pipeline, statement s,
       name.add_text_or_null(ev.contact_name);
   }
   auto params = take_columns({&ws, &phone, &direction, &sender, &content, &type, &media, &id,
-                         &metadata, &ts, &status, &preview});
+                              &metadata, &ts, &status, &preview});
   if (with_names)
     params.push_back(std::move(name).take());
   return pipeline.add(sql::name_of(s), std::move(params));
