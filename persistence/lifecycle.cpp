@@ -1,288 +1,450 @@
-// Edits, deletions, number and identity changes within the batch write.
+// Edits, deletions, number and identity changes: their statements and the
+// reading of their answers.
 #include "persistence/lifecycle.hpp"
 
 #include <map>
+#include <set>
+#include <tuple>
 
 #include <spdlog/spdlog.h>
 
-#include "persistence/batch_plan.hpp"
-#include "persistence/json_rows.hpp"
+#include "persistence/pg_array.hpp"
 #include "persistence/statements.hpp"
 
 namespace kapso::lifecycle {
 
 namespace {
 
-// Waits kept in memory per kind; beyond, every batch asks the database.
-constexpr size_t max_waits = 100000;
-
-// Events that create or touch a contact row: a number change recorded for
-// their key may have to move it.
-bool touches_contact(event_kind kind) {
-  return needs_conversation(kind) || kind == event_kind::contact_identity_changed;
-}
-
-std::string message_rows(const std::set<row_key>& messages) {
-  json_rows rows;
-  for (const auto& [ws, id] : messages)
-    rows.row().field("workspace_id", ws).field("original_message_id", id);
-  return rows.str();
-}
-
 using sql::statement;
 
-pg_rows run(pg_session& session, pg_deadline deadline, statement s, const std::string& json) {
-  return session.exec_prepared(sql::name_of(s), {pg_param{json}}, deadline);
+size_t add(pg_pipeline& pipeline, statement s, std::initializer_list<pg_array*> columns) {
+  return pipeline.add(sql::name_of(s), take_columns(columns));
 }
 
-// The rows RETURNING gave back: what a statement wrote for the first time.
-std::set<row_key> returned_keys(const pg_rows& rows) {
+// (workspace_id[], text[]) of `keys`.
+size_t add_keyed(pg_pipeline& pipeline, statement s, const std::vector<row_key>& keys) {
+  pg_array ws{pg_type::uuid};
+  pg_array text{pg_type::text};
+  for (const auto& [workspace, id] : keys) {
+    add_own_uuid(ws, workspace);
+    text.add_text(id);
+  }
+  return add(pipeline, s, {&ws, &text});
+}
+
+// The (workspace, id) pairs of the first two columns.
+std::set<row_key> read_keys(const pg_rows& rows) {
   std::set<row_key> out;
   for (size_t r = 0; r < rows.size(); ++r)
     out.emplace(rows.text(r, 0), rows.text(r, 1));
   return out;
 }
 
-// The outcome of a first occurrence: accepted when it is new and changed
-// something (or waits to), else it only repeats what is stored.
-write_outcome outcome_of(bool first_time, bool changed) {
-  return first_time && changed ? write_outcome::accepted : write_outcome::duplicate;
+std::vector<row_key> read_key_list(const pg_rows& rows) {
+  auto keys = read_keys(rows);
+  return {keys.begin(), keys.end()};
 }
 
-// One statement applies waiting edits and revokes; returns which events it
-// applied and whether each changed its message, and forgets the stored
-// originals in the index.
-std::map<row_key, bool> apply_message_changes(pg_session& session, pg_deadline deadline,
-                                              waiting_index& index,
-                                              const std::set<row_key>& originals,
-                                              std::set<row_key>& stored) {
-  std::map<row_key, bool> applied;
-  auto rows = run(session, deadline, statement::apply_message_changes, message_rows(originals));
-  for (size_t r = 0; r < rows.size(); ++r) {
-    row_key original{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)}};
-    index.remove_message(original);
-    stored.insert(original);
-    if (!rows.is_null(r, 2))
-      applied[{original.first, std::string{rows.text(r, 2)}}] = rows.boolean(r, 3);
+// (workspace, event id) -> the third column.
+std::map<row_key, bool> read_changed(const pg_rows& rows) {
+  std::map<row_key, bool> out;
+  for (size_t r = 0; r < rows.size(); ++r)
+    out.emplace(row_key{rows.text(r, 0), rows.text(r, 1)}, rows.boolean(r, 2));
+  return out;
+}
+
+// -- edits and revokes ------------------------------------------------------------
+
+size_t add_stage_message_changes(pg_pipeline& pipeline, const lifecycle_plan& plan,
+                                 const std::vector<batch_entry>& entries) {
+  pg_array ws{pg_type::uuid};
+  pg_array event_id{pg_type::text};
+  pg_array original{pg_type::text};
+  pg_array kind{pg_type::text};
+  pg_array ts{pg_type::int8};
+  pg_array content{pg_type::text};
+  pg_array media_url{pg_type::text};
+  pg_array metadata{pg_type::jsonb};
+  for (auto i : plan.message_changes) {
+    const auto& ev = *entries[i].ev;
+    add_own_uuid(ws, entries[i].workspace_id);
+    event_id.add_text(ev.message_id);
+    original.add_text(ev.original_message_id);
+    kind.add_text(ev.kind == event_kind::message_edit ? "edit" : "revoke");
+    ts.add_int8(entries[i].timestamp);
+    content.add_text_or_null(ev.content);
+    media_url.add_text_or_null(ev.media_url);
+    metadata.add_jsonb(ev.metadata_json);
   }
-  return applied;
+  return add(pipeline, statement::stage_message_changes,
+             {&ws, &event_id, &original, &kind, &ts, &content, &media_url, &metadata});
+}
+
+// Locks the stored ones of `originals`, then applies what waits for them:
+// the slots of both answers.
+std::pair<size_t, size_t> add_apply_message_changes(pg_pipeline& pipeline,
+                                                    const std::vector<row_key>& originals) {
+  auto stored = add_keyed(pipeline, statement::lock_message_originals, originals);
+  auto applied = add_keyed(pipeline, statement::apply_message_changes, originals);
+  return {stored, applied};
+}
+
+// -- identity and number changes ----------------------------------------------------
+
+size_t add_note_identity_changes(pg_pipeline& pipeline, const lifecycle_plan& plan,
+                                 const std::vector<batch_entry>& entries,
+                                 const std::vector<std::string_view>& keys) {
+  pg_array ws{pg_type::uuid};
+  pg_array event_id{pg_type::text};
+  pg_array phone{pg_type::text};
+  pg_array bsuid{pg_type::text};
+  pg_array name{pg_type::text};
+  pg_array ts{pg_type::int8};
+  pg_array hash{pg_type::text};
+  for (auto i : plan.identity_changes) {
+    const auto& ev = *entries[i].ev;
+    add_own_uuid(ws, entries[i].workspace_id);
+    event_id.add_text(ev.message_id);
+    phone.add_text(keys[i]);
+    bsuid.add_text_or_null(ev.contact_bsuid);
+    name.add_text_or_null(ev.contact_name);
+    ts.add_int8(entries[i].timestamp);
+    hash.add_text(ev.identity_hash);
+  }
+  // Copies: each statement spends its arrays.
+  auto lock_ws = ws;
+  auto lock_phone = phone;
+  auto lock_bsuid = bsuid;
+  add(pipeline, statement::lock_identity_contacts, {&lock_ws, &lock_phone, &lock_bsuid});
+  return add(pipeline, statement::note_identity_changes,
+             {&ws, &event_id, &phone, &bsuid, &name, &ts, &hash});
+}
+
+size_t add_record_number_changes(pg_pipeline& pipeline, const lifecycle_plan& plan,
+                                 const std::vector<batch_entry>& entries,
+                                 const std::vector<std::string_view>& keys) {
+  pg_array ws{pg_type::uuid};
+  pg_array event_id{pg_type::text};
+  pg_array old_phone{pg_type::text};
+  pg_array new_phone{pg_type::text};
+  pg_array ts{pg_type::int8};
+  for (auto i : plan.number_changes) {
+    const auto& ev = *entries[i].ev;
+    add_own_uuid(ws, entries[i].workspace_id);
+    event_id.add_text(ev.message_id);
+    old_phone.add_text(keys[i]);
+    new_phone.add_text(ev.new_contact_phone);
+    ts.add_int8(entries[i].timestamp);
+  }
+  return add(pipeline, statement::record_number_changes,
+             {&ws, &event_id, &old_phone, &new_phone, &ts});
+}
+
+// Locks the contacts the changes away from `keys` would move, then reads
+// the changes' states: the slot of those.
+size_t add_read_number_changes(pg_pipeline& pipeline, const std::vector<row_key>& keys) {
+  add_keyed(pipeline, statement::lock_number_change_contacts, keys);
+  return add_keyed(pipeline, statement::read_number_changes, keys);
+}
+
+std::vector<number_change_state> read_number_states(const pg_rows& rows) {
+  std::vector<number_change_state> states(rows.size());
+  for (size_t r = 0; r < rows.size(); ++r) {
+    auto& s = states[r];
+    size_t c = 0;
+    for (auto* text : {&s.workspace_id, &s.event_id, &s.old_phone, &s.new_phone})
+      *text = rows.text(r, c++);
+    s.changed_at_us = rows.integer(r, c++);
+    s.voided = rows.boolean(r, c++);
+    s.old_contact = rows.text(r, c++);
+    s.old_conversation = rows.text(r, c++);
+    for (auto* count : {&s.old_unread, &s.moving, &s.staying, &s.staying_inbound})
+      *count = rows.integer(r, c++);
+    s.new_contact = rows.text(r, c++);
+    s.new_conversation = rows.text(r, c++);
+    s.new_contact_is_older = rows.boolean(r, c++);
+  }
+  return states;
+}
+
+// -- moving contacts --------------------------------------------------------------
+
+using move_list = std::vector<const contact_move*>;
+
+template <class Keep>
+move_list moves_where(const std::vector<contact_move>& moves, Keep keep) {
+  move_list out;
+  for (const auto& m : moves)
+    if (keep(m))
+      out.push_back(&m);
+  return out;
+}
+
+// One column of a move statement: `fill` adds each move's value. A
+// statement spends its arrays, so each builds its own.
+template <class Fill>
+pg_array column(pg_type type, const move_list& moves, Fill fill) {
+  pg_array out{type};
+  for (const auto* m : moves)
+    fill(out, *m);
+  return out;
+}
+
+void workspace_of(pg_array& a, const contact_move& m) { add_own_uuid(a, m.workspace_id); }
+void old_phone_of(pg_array& a, const contact_move& m) { a.add_text(m.old_phone); }
+void new_phone_of(pg_array& a, const contact_move& m) { a.add_text(m.new_phone); }
+void keep_contact_of(pg_array& a, const contact_move& m) { add_own_uuid(a, m.keep_contact); }
+void gone_contact_of(pg_array& a, const contact_move& m) { add_own_uuid(a, m.gone_contact); }
+void keep_conversation_of(pg_array& a, const contact_move& m) {
+  add_own_uuid(a, m.keep_conversation);
+}
+void gone_conversation_of(pg_array& a, const contact_move& m) {
+  add_own_uuid(a, m.gone_conversation);
+}
+void old_conversation_of(pg_array& a, const contact_move& m) {
+  add_own_uuid(a, m.old_conversation);
+}
+
+void add_rename_contacts(pg_pipeline& pipeline, const move_list& renames) {
+  auto contact = column(pg_type::uuid, renames, keep_contact_of);
+  auto old_phone = column(pg_type::text, renames, old_phone_of);
+  auto new_phone = column(pg_type::text, renames, new_phone_of);
+  add(pipeline, statement::rename_contacts, {&contact, &old_phone, &new_phone});
+}
+
+// Both contacts have a conversation: the one that goes joins the other.
+void add_merge_conversations(pg_pipeline& pipeline, const move_list& merges) {
+  for (auto s : {statement::move_conversation_messages, statement::merge_conversations}) {
+    auto keep = column(pg_type::uuid, merges, keep_conversation_of);
+    auto gone = column(pg_type::uuid, merges, gone_conversation_of);
+    add(pipeline, s, {&keep, &gone});
+  }
+}
+
+// Only the contact that goes has one: it passes to the one that stays.
+void add_reassign_conversations(pg_pipeline& pipeline, const move_list& merges) {
+  auto conversation = column(pg_type::uuid, merges, gone_conversation_of);
+  auto contact = column(pg_type::uuid, merges, keep_contact_of);
+  add(pipeline, statement::reassign_conversations, {&conversation, &contact});
+}
+
+void add_merge_contacts(pg_pipeline& pipeline, const move_list& merges) {
+  auto keep = column(pg_type::uuid, merges, keep_contact_of);
+  auto gone = column(pg_type::uuid, merges, gone_contact_of);
+  auto old_phone = column(pg_type::text, merges, old_phone_of);
+  auto new_phone = column(pg_type::text, merges, new_phone_of);
+  auto keep_is_old = column(pg_type::boolean, merges, [](pg_array& a, const contact_move& m) {
+    a.add_bool(m.keep_is_old);
+  });
+  add(pipeline, statement::merge_contacts, {&keep, &gone, &old_phone, &new_phone, &keep_is_old});
+}
+
+void add_upsert_moved_contacts(pg_pipeline& pipeline, const move_list& splits) {
+  auto ws = column(pg_type::uuid, splits, workspace_of);
+  auto new_phone = column(pg_type::text, splits, new_phone_of);
+  auto old_phone = column(pg_type::text, splits, old_phone_of);
+  add(pipeline, statement::upsert_moved_contacts, {&ws, &new_phone, &old_phone});
+}
+
+void add_insert_conversations(pg_pipeline& pipeline, const move_list& splits) {
+  auto ws = column(pg_type::uuid, splits, workspace_of);
+  auto new_phone = column(pg_type::text, splits, new_phone_of);
+  add(pipeline, statement::insert_conversations, {&ws, &new_phone});
+}
+
+void add_move_messages_up_to(pg_pipeline& pipeline, const move_list& splits) {
+  auto old_conversation = column(pg_type::uuid, splits, old_conversation_of);
+  auto ws = column(pg_type::uuid, splits, workspace_of);
+  auto new_phone = column(pg_type::text, splits, new_phone_of);
+  auto at = column(pg_type::int8, splits, [](pg_array& a, const contact_move& m) {
+    a.add_int8(m.changed_at_us);
+  });
+  add(pipeline, statement::move_messages_up_to, {&old_conversation, &ws, &new_phone, &at});
+}
+
+void add_settle_split_conversations(pg_pipeline& pipeline, const move_list& splits) {
+  auto old_conversation = column(pg_type::uuid, splits, old_conversation_of);
+  auto ws = column(pg_type::uuid, splits, workspace_of);
+  auto new_phone = column(pg_type::text, splits, new_phone_of);
+  auto unread = column(pg_type::int8, splits, [](pg_array& a, const contact_move& m) {
+    a.add_int8(m.moved_unread);
+  });
+  add(pipeline, statement::settle_split_conversations,
+      {&old_conversation, &ws, &new_phone, &unread});
+}
+
+// The statements of one round of moves, in the order they must run.
+void add_moves(pg_pipeline& pipeline, const std::vector<contact_move>& moves) {
+  auto is = [](move_kind kind) { return [kind](const contact_move& m) { return m.kind == kind; }; };
+  if (auto renames = moves_where(moves, is(move_kind::rename)); !renames.empty())
+    add_rename_contacts(pipeline, renames);
+  // A merge moves conversations while both contacts exist, then the contacts.
+  auto both = moves_where(moves, [](const contact_move& m) {
+    return m.kind == move_kind::merge && !m.gone_conversation.empty()
+           && !m.keep_conversation.empty();
+  });
+  if (!both.empty())
+    add_merge_conversations(pipeline, both);
+  auto passed = moves_where(moves, [](const contact_move& m) {
+    return m.kind == move_kind::merge && !m.gone_conversation.empty()
+           && m.keep_conversation.empty();
+  });
+  if (!passed.empty())
+    add_reassign_conversations(pipeline, passed);
+  if (auto merges = moves_where(moves, is(move_kind::merge)); !merges.empty())
+    add_merge_contacts(pipeline, merges);
+  if (auto splits = moves_where(moves, is(move_kind::split)); !splits.empty()) {
+    add_upsert_moved_contacts(pipeline, splits);
+    add_insert_conversations(pipeline, splits);
+    add_move_messages_up_to(pipeline, splits);
+    add_settle_split_conversations(pipeline, splits);
+  }
+}
+
+// Walks the recorded changes from `keys`, given their states as first read:
+// one round of moves at a time (one per workspace, independent of each
+// other), each round sent with the read of the states it leaves.
+void move_contacts(pg_session& session, pg_deadline deadline, const std::vector<row_key>& keys,
+                   std::vector<number_change_state> states) {
+  auto walks = number_walks(keys);
+  for (;;) {
+    std::vector<contact_move> moves;
+    for (auto& walk : walks)
+      if (auto move = walk.next_move(states))
+        moves.push_back(std::move(*move));
+    if (moves.empty())
+      return;
+    pg_pipeline round;
+    add_moves(round, moves);
+    std::vector<row_key> unwalked;
+    for (const auto& walk : walks)
+      for (auto& phone : walk.phones_to_read())
+        unwalked.emplace_back(walk.workspace_id(), std::move(phone));
+    auto read = add_read_number_changes(round, unwalked);
+    states = read_number_states(session.run(round, deadline)[read]);
+    for (const auto& m : moves)
+      spdlog::info("customer changed number (workspace {}): contact moved to the new number",
+                   m.workspace_id);
+  }
+}
+
+void forget_stored(waiting_index& index, const std::set<row_key>& stored) {
+  for (const auto& original : stored)
+    index.remove_message(original);
 }
 
 } // namespace
 
-bool handles(event_kind kind) {
-  return kind == event_kind::message_edit || kind == event_kind::message_revoke
-         || kind == event_kind::contact_number_changed
-         || kind == event_kind::contact_identity_changed;
+void load_waiting(pg_session& session, pg_deadline deadline, waiting_index& index) {
+  auto rows = session.exec_prepared(sql::name_of(statement::select_lifecycle_waits),
+                                    {pg_param{std::to_string(waiting_index::capacity)}},
+                                    deadline);
+  std::vector<row_key> messages;
+  std::vector<row_key> numbers;
+  for (size_t r = 0; r < rows.size(); ++r)
+    (rows.text(r, 0) == "m" ? messages : numbers).emplace_back(rows.text(r, 1),
+                                                               rows.text(r, 2));
+  index.reload(messages, numbers);
 }
 
-// -- waiting_index ---------------------------------------------------------------
-
-void waiting_index::load(pg_session& session, pg_deadline deadline) {
-  messages_.clear();
-  numbers_.clear();
-  size_t message_rows = 0;
-  size_t number_rows = 0;
-  auto rows = run(session, deadline, statement::select_lifecycle_waits, std::to_string(max_waits));
-  for (size_t r = 0; r < rows.size(); ++r) {
-    row_key k{std::string{rows.text(r, 1)}, std::string{rows.text(r, 2)}};
-    if (rows.text(r, 0) == "m") {
-      ++message_rows;
-      messages_.insert(key(k));
-    } else {
-      ++number_rows;
-      numbers_.insert(key(k));
-    }
-  }
-  messages_overflow_ = message_rows >= max_waits;
-  numbers_overflow_ = number_rows >= max_waits;
-  loaded_ = true;
+pipeline_slots add_batch(pg_pipeline& pipeline, const lifecycle_plan& plan,
+                         const std::vector<batch_entry>& entries,
+                         const std::vector<std::string_view>& keys) {
+  // Edits and revokes, staged, then applied to the originals that are
+  // stored: this batch's own, and those other events waited for.
+  pipeline_slots slots;
+  if (!plan.message_changes.empty())
+    slots.staged = add_stage_message_changes(pipeline, plan, entries);
+  if (!plan.originals.empty())
+    std::tie(slots.stored, slots.applied) = add_apply_message_changes(pipeline, plan.originals);
+  if (!plan.identity_changes.empty())
+    slots.identities = add_note_identity_changes(pipeline, plan, entries, keys);
+  // Number changes, recorded, then read with the contacts of the old
+  // numbers: also when this batch wrote to an old number again.
+  if (!plan.number_changes.empty())
+    slots.recorded = add_record_number_changes(pipeline, plan, entries, keys);
+  if (!plan.number_keys.empty())
+    slots.number_states = add_read_number_changes(pipeline, plan.number_keys);
+  return slots;
 }
 
-bool waiting_index::awaits_message(const row_key& message) const {
-  return messages_overflow_ || (!messages_.empty() && messages_.count(key(message)) != 0);
-}
+lifecycle_outcomes finish_batch(pg_session& session, pg_deadline deadline, waiting_index& index,
+                                const lifecycle_plan& plan,
+                                const std::vector<batch_entry>& entries,
+                                const pipeline_slots& slots, const std::vector<pg_rows>& answers) {
+  lifecycle_answers read;
+  if (slots.staged)
+    read.staged = read_keys(answers[*slots.staged]);
+  if (slots.stored)
+    read.stored = read_keys(answers[*slots.stored]);
+  if (slots.applied)
+    read.applied = read_changed(answers[*slots.applied]);
+  if (slots.identities)
+    read.identities = read_changed(answers[*slots.identities]);
+  if (slots.recorded)
+    read.recorded = read_keys(answers[*slots.recorded]);
+  if (slots.number_states)
+    move_contacts(session, deadline, plan.number_keys,
+                  read_number_states(answers[*slots.number_states]));
 
-bool waiting_index::has_number_change(const std::string& workspace_id,
-                                      const std::string& phone) const {
-  return numbers_overflow_
-         || (!numbers_.empty() && numbers_.count(key(workspace_id, phone)) != 0);
-}
-
-void waiting_index::add_message(const row_key& message) {
-  if (messages_.size() >= max_waits)
-    messages_overflow_ = true;
-  else
-    messages_.insert(key(message));
-}
-
-void waiting_index::remove_message(const row_key& message) {
-  if (!messages_.empty())
-    messages_.erase(key(message));
-}
-
-void waiting_index::add_number(const row_key& contact) {
-  if (numbers_.size() >= max_waits)
-    numbers_overflow_ = true;
-  else
-    numbers_.insert(key(contact));
-}
-
-// -- the batch step ----------------------------------------------------------------
-
-batch_effects write_batch(pg_session& session, pg_deadline deadline, waiting_index& index,
-                          const std::vector<batch_entry>& events,
-                          const std::vector<std::string_view>& keys,
-                          const std::set<row_key>& inserted,
-                          std::vector<write_outcome>& outcomes) {
-  batch_effects effects;
-  if (!index.loaded())
-    index.load(session, deadline);
-
-  // The first copy of each event is written; later copies in the batch
-  // repeat it.
-  std::map<row_key, size_t> first;
-  json_rows staged;
-  json_rows numbers;
-  json_rows identities;
-  std::set<row_key> originals;
-  std::set<row_key> number_keys;
-  for (size_t i = 0; i < events.size(); ++i) {
-    std::string ws{events[i].workspace_id};
-    const auto& ev = *events[i].ev;
-    std::string key{keys[i]};
-    if (touches_contact(ev.kind) && index.has_number_change(ws, key))
-      number_keys.emplace(ws, key);
-    if (!handles(ev.kind))
-      continue;
-    if (!first.emplace(row_key{ws, ev.message_id}, i).second) {
-      outcomes[i] = write_outcome::duplicate;
-      continue;
-    }
-    switch (ev.kind) {
-      case event_kind::message_edit:
-      case event_kind::message_revoke:
-        staged.row()
-          .field("workspace_id", ws)
-          .field("event_id", ev.message_id)
-          .field("original_message_id", ev.original_message_id)
-          .field("kind", ev.kind == event_kind::message_edit ? "edit" : "revoke")
-          .field("ts", events[i].timestamp)
-          .field("content", ev.content)
-          .field("media_url", ev.media_url)
-          .raw_field("metadata", ev.metadata_json.empty() ? std::string_view{"{}"}
-                                                          : ev.metadata_json);
-        originals.emplace(ws, ev.original_message_id);
-        break;
-      case event_kind::contact_number_changed:
-        numbers.row()
-          .field("workspace_id", ws)
-          .field("event_id", ev.message_id)
-          .field("old_phone", key)
-          .field("new_phone", ev.new_contact_phone)
-          .field("ts", events[i].timestamp);
-        number_keys.emplace(ws, key);
-        index.add_number({ws, key});
-        break;
-      case event_kind::contact_identity_changed:
-        identities.row()
-          .field("workspace_id", ws)
-          .field("event_id", ev.message_id)
-          .field("phone", key)
-          .field("bsuid", ev.contact_bsuid)
-          .field("name", ev.contact_name)
-          .field("ts", events[i].timestamp)
-          .field("hash", ev.identity_hash);
-        break;
-      case event_kind::message_received:
-      case event_kind::message_sent:
-      case event_kind::message_status:
-      case event_kind::conversation_created:
-      case event_kind::conversation_ended:
-      case event_kind::conversation_inactive:
-      case event_kind::unknown:
-        break; // not lifecycle events: handles() kept them out
-    }
-  }
-
-  // 1. Edits and revokes, staged, then applied to the originals that are
-  //    stored — this batch's own and those other events waited for.
-  std::set<row_key> first_time;
-  if (!staged.empty())
-    first_time = returned_keys(run(session, deadline, statement::stage_message_changes,
-                                   staged.str()));
-  for (const auto& message : inserted)
-    if (index.awaits_message(message))
-      originals.insert(message);
-  if (!originals.empty()) {
-    std::set<row_key> stored;
-    auto applied = apply_message_changes(session, deadline, index, originals, stored);
-    for (const auto& [event_key, i] : first) {
-      const auto& ev = *events[i].ev;
-      if (ev.kind != event_kind::message_edit && ev.kind != event_kind::message_revoke)
-        continue;
-      bool is_new = first_time.count(event_key) != 0;
-      auto found = applied.find(event_key);
-      outcomes[i] = outcome_of(is_new, found == applied.end() || found->second);
-      row_key original{event_key.first, ev.original_message_id};
-      if (stored.count(original) == 0) {
-        index.add_message(original);
-        effects.waiting.push_back(std::move(original));
-      }
-    }
-  }
-
-  // 2. Identity changes, noted on their contacts (the newest one wins).
-  if (!identities.empty()) {
-    auto rows = run(session, deadline, statement::note_identity_changes, identities.str());
-    for (size_t r = 0; r < rows.size(); ++r) {
-      row_key event_key{std::string{rows.text(r, 0)}, std::string{rows.text(r, 1)}};
-      bool changed = rows.boolean(r, 2);
-      auto found = first.find(event_key);
-      if (found != first.end())
-        outcomes[found->second] = outcome_of(true, changed);
-      if (changed)
-        spdlog::info("customer identity changed (workspace {}, event {}): noted on the contact",
-                     event_key.first, event_key.second);
-    }
-  }
-
-  // 3. Number changes, recorded, then applied to the contacts of the old
-  //    numbers — also when this batch wrote to an old number again.
-  if (!numbers.empty()) {
-    auto recorded = returned_keys(run(session, deadline, statement::record_number_changes,
-                                      numbers.str()));
-    for (const auto& [event_key, i] : first)
-      if (events[i].ev->kind == event_kind::contact_number_changed)
-        outcomes[i] = outcome_of(recorded.count(event_key) != 0, true);
-  }
-  if (!number_keys.empty()) {
-    json_rows rows;
-    for (const auto& [ws, phone] : number_keys)
-      rows.row().field("workspace_id", ws).field("phone", phone);
-    auto moved = run(session, deadline, statement::apply_number_changes, rows.str());
-    for (size_t r = 0; r < moved.size(); ++r) {
-      std::string ws{moved.text(r, 0)};
-      effects.moved_contacts.emplace_back(ws, std::string{moved.text(r, 1)});
-      effects.moved_contacts.emplace_back(ws, std::string{moved.text(r, 2)});
-      spdlog::info("customer changed number (workspace {}): contact moved to the new number",
-                   ws);
-    }
-  }
-  return effects;
+  forget_stored(index, read.stored);
+  for (const auto& contact : plan.number_keys)
+    index.add_number(contact);
+  for (const auto& [key, changed] : read.identities)
+    if (changed)
+      spdlog::info("customer identity changed (workspace {}, event {}): noted on the contact",
+                   key.first, key.second);
+  auto outcomes = settle(plan, entries, read);
+  for (const auto& original : outcomes.waiting)
+    index.add_message(original);
+  return outcomes;
 }
 
 void apply_waiting(pg_session& session, pg_deadline deadline, waiting_index& index,
                    const std::vector<row_key>& messages) {
-  if (messages.empty())
+  std::vector<row_key> awaited;
+  for (const auto& m : messages)
+    if (index.awaits_message(m.first, m.second))
+      awaited.push_back(m);
+  if (awaited.empty())
     return;
-  std::set<row_key> originals(messages.begin(), messages.end());
-  std::set<row_key> stored;
-  apply_message_changes(session, deadline, index, originals, stored);
+  pg_pipeline pipeline;
+  auto stored = add_apply_message_changes(pipeline, awaited).first;
+  forget_stored(index, read_keys(session.run(pipeline, deadline)[stored]));
 }
 
-void sweep(pg_session& session, pg_deadline deadline) {
-  session.exec_prepared(sql::name_of(statement::sweep_lifecycle), {}, deadline);
+void sweep(pg_session& session, pg_deadline deadline, waiting_index& index) {
+  // What waited a week goes, and what is left to apply is found: one round
+  // trip, the common case's only one.
+  pg_pipeline look;
+  look.add(sql::name_of(statement::expire_lifecycle_waits), {});
+  auto originals_at = look.add(sql::name_of(statement::select_stored_originals), {});
+  auto numbers_at = look.add(sql::name_of(statement::select_changed_numbers), {});
+  auto found = session.run(look, deadline);
+  auto originals = read_key_list(found[originals_at]);
+  auto numbers = read_key_list(found[numbers_at]);
+  if (originals.empty() && numbers.empty())
+    return;
+
+  // Contacts move after their states are read: in the transaction that
+  // locked them.
+  std::optional<pg_transaction> transaction;
+  if (!numbers.empty())
+    transaction.emplace(session, deadline);
+  pg_pipeline apply;
+  std::optional<size_t> stored;
+  std::optional<size_t> states;
+  if (!originals.empty())
+    stored = add_apply_message_changes(apply, originals).first;
+  if (!numbers.empty())
+    states = add_read_number_changes(apply, numbers);
+  auto answers = session.run(apply, deadline);
+  if (stored)
+    forget_stored(index, read_keys(answers[*stored]));
+  if (states)
+    move_contacts(session, deadline, numbers, read_number_states(answers[*states]));
+  if (transaction)
+    transaction->commit();
 }
 
 } // namespace kapso::lifecycle

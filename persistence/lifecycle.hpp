@@ -1,80 +1,53 @@
-// Edits, deletions, number and identity changes: what they change in the
-// stored rows, written inside the batch transaction (store.cpp, step 6).
+// Edits, deletions, number and identity changes: one function per
+// statement. A batch adds them to its pipeline after the messages they may
+// apply to, inside an explicit transaction (store.cpp); what to write and
+// what the answers mean are lifecycle_plan.hpp's.
 #pragma once
 
-#include <set>
-#include <string>
-#include <unordered_set>
-#include <utility>
+#include <optional>
+#include <string_view>
 #include <vector>
 
-#include "persistence/batch_plan.hpp"
-#include "persistence/event.hpp"
+#include "persistence/lifecycle_plan.hpp"
 #include "persistence/pg_session.hpp"
 
 namespace kapso::lifecycle {
 
-// (workspace_id, message id or contact key).
-using row_key = std::pair<std::string, std::string>;
+// Reads what waits in the database into `index`.
+void load_waiting(pg_session& session, pg_deadline deadline, waiting_index& index);
 
-// True for the event kinds this file writes.
-bool handles(event_kind kind);
-
-// What waits in the database for rows this writer may write: originals of
-// early edits and revokes, and old numbers of recorded number changes. It
-// lets every batch that touches none of them skip the statements here.
-// What other writers or servers stage is found by the after-commit re-check
-// and the sweep.
-class waiting_index {
-public:
-  bool loaded() const noexcept { return loaded_; }
-  void load(pg_session& session, pg_deadline deadline);
-
-  bool awaits_message(const row_key& message) const;
-  bool has_number_change(const std::string& workspace_id, const std::string& phone) const;
-
-  void add_message(const row_key& message);
-  void remove_message(const row_key& message);
-  void add_number(const row_key& contact);
-
-private:
-  static std::string key(const std::string& ws, const std::string& id) { return ws + '\n' + id; }
-  static std::string key(const row_key& k) { return key(k.first, k.second); }
-
-  std::unordered_set<std::string> messages_;
-  std::unordered_set<std::string> numbers_;
-  bool loaded_ = false;
-  // More waits than kept in memory: every check answers yes.
-  bool messages_overflow_ = false;
-  bool numbers_overflow_ = false;
+// Where the batch's lifecycle statements answer in its pipeline.
+struct pipeline_slots {
+  std::optional<size_t> staged;        // stage_message_changes
+  std::optional<size_t> stored;        // lock_message_originals
+  std::optional<size_t> applied;       // apply_message_changes
+  std::optional<size_t> identities;    // note_identity_changes
+  std::optional<size_t> recorded;      // record_number_changes
+  std::optional<size_t> number_states; // read_number_changes
 };
 
-struct batch_effects {
-  // (workspace, contact key) whose cached contact/conversation ids are stale.
-  std::vector<row_key> moved_contacts;
-  // Originals still missing after this batch: re-checked after commit.
-  std::vector<row_key> waiting;
-};
+// Adds the statements of `plan` to the batch's pipeline, after every other
+// step. `keys[i]` is entry i's contact key as the batch resolved it.
+pipeline_slots add_batch(pg_pipeline& pipeline, const lifecycle_plan& plan,
+                         const std::vector<batch_entry>& entries,
+                         const std::vector<std::string_view>& keys);
 
-// Writes the batch's edits, revokes, number and identity changes, applies
-// those that waited for rows this batch inserted, and sets the outcome of
-// each of the batch's own lifecycle events. `keys` is each event's contact
-// key as the batch resolved it; `inserted` the (workspace, message id) of
-// the messages it inserted. Runs after every other step of the batch.
-// Runs inside the batch's open transaction on `session`.
-batch_effects write_batch(pg_session& session, pg_deadline deadline, waiting_index& index,
-                          const std::vector<batch_entry>& events,
-                          const std::vector<std::string_view>& keys,
-                          const std::set<row_key>& inserted,
-                          std::vector<write_outcome>& outcomes);
+// Reads the pipeline's answers, moves the contacts of number changes (a
+// round trip per move, in the batch's still open transaction) and keeps
+// `index` up to date.
+lifecycle_outcomes finish_batch(pg_session& session, pg_deadline deadline, waiting_index& index,
+                                const lifecycle_plan& plan,
+                                const std::vector<batch_entry>& entries,
+                                const pipeline_slots& slots, const std::vector<pg_rows>& answers);
 
-// Applies waiting edits and revokes of these messages if they are stored
-// now (the re-check after commit).
+// The re-check after commit: applies the waiting edits and revokes of those
+// of these messages that `index` knows changes wait for, if they are stored
+// now (one round trip, none when it knows of none).
 void apply_waiting(pg_session& session, pg_deadline deadline, waiting_index& index,
                    const std::vector<row_key>& messages);
 
-// Housekeeping: applies what waited while another writer wrote its row,
-// drops what waited a week.
-void sweep(pg_session& session, pg_deadline deadline);
+// Housekeeping: drops what waited a week, applies what waited while another
+// writer or server wrote its row (one round trip when there is none).
+void sweep(pg_session& session, pg_deadline deadline, waiting_index& index);
 
 } // namespace kapso::lifecycle

@@ -2,6 +2,8 @@
 // integers in network byte order.
 #include "persistence/pg_array.hpp"
 
+#include <stdexcept>
+
 #include "persistence/hex.hpp"
 
 namespace kapso {
@@ -109,6 +111,19 @@ std::string pg_array::take() && {
   put_u32(header, 1);                              // lower bound
   bytes_.replace(0, header_size, header);
   return std::move(bytes_);
+}
+
+void add_own_uuid(pg_array& ids, std::string_view canonical) {
+  if (!ids.add_uuid(canonical))
+    throw std::logic_error("an id from the database is not a UUID");
+}
+
+std::vector<std::string> take_columns(std::initializer_list<pg_array*> arrays) {
+  std::vector<std::string> out;
+  out.reserve(arrays.size());
+  for (auto* a : arrays)
+    out.push_back(std::move(*a).take());
+  return out;
 }
 
 } // namespace kapso

@@ -5,8 +5,10 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace kapso {
 
@@ -51,5 +53,13 @@ private:
   int32_t count_ = 0;
   bool has_null_ = false;
 };
+
+// Adds a UUID the database gave us (a workspace's or a row's id): one that
+// is not a UUID is a bug, not bad data (std::logic_error).
+void add_own_uuid(pg_array& ids, std::string_view canonical);
+
+// The parameters of a statement, one per array in order (the arrays are
+// spent).
+std::vector<std::string> take_columns(std::initializer_list<pg_array*> arrays);
 
 } // namespace kapso

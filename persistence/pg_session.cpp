@@ -488,4 +488,26 @@ pg_rows pg_session::exec(const std::string& sql, pg_deadline deadline) {
   return collect_(deadline, "a query");
 }
 
+pg_transaction::pg_transaction(pg_session& session, pg_deadline deadline)
+  : session_(session), deadline_(deadline) {
+  session_.exec("BEGIN", deadline_);
+}
+
+pg_transaction::~pg_transaction() {
+  if (done_ || !session_.connected())
+    return;
+  // A little time of its own: the deadline may be what ended the work.
+  constexpr auto rollback_grace = std::chrono::milliseconds(200);
+  try {
+    session_.exec("ROLLBACK", std::max(deadline_, pg_clock::now() + rollback_grace));
+  } catch (const std::exception&) {
+    session_.close();
+  }
+}
+
+void pg_transaction::commit() {
+  session_.exec("COMMIT", deadline_);
+  done_ = true;
+}
+
 } // namespace kapso

@@ -164,4 +164,23 @@ private:
   ::pg_conn* conn_ = nullptr;
 };
 
+// An explicit transaction on a session, for work whose later statements
+// depend on what earlier ones answered (pipelines run inside it do not
+// commit): rolled back unless committed. A session that cannot roll back
+// in time is closed; the server then aborts the transaction itself.
+class pg_transaction {
+public:
+  pg_transaction(pg_session& session, pg_deadline deadline);
+  ~pg_transaction();
+  pg_transaction(const pg_transaction&) = delete;
+  pg_transaction& operator=(const pg_transaction&) = delete;
+
+  void commit();
+
+private:
+  pg_session& session_;
+  pg_deadline deadline_;
+  bool done_ = false;
+};
+
 } // namespace kapso

@@ -52,6 +52,12 @@ const char* const repair_recount_conversations
 
 namespace {
 
+// How long a status, an edit or a deletion waits for its message, and a
+// number change for the old number's contact.
+#define KAPSO_WAIT_LIMIT "interval '7 days'"
+// Rows the housekeeping sweep takes on per run and kind.
+#define KAPSO_SWEEP_LIMIT "5000"
+
 // A contact and its conversation by (workspace_id, contact key), each one
 // index probe per row: LATERAL ... LIMIT 1 keeps it so whatever the planner
 // believes about the tables' sizes (a hash join over a large table would
@@ -306,45 +312,471 @@ const char* const apply_pending_statuses =
 const char* const apply_all_pending_statuses =
   "WITH old AS (\n"
   "  DELETE FROM kapso_pending_statuses\n"
-  "  WHERE received_at < now() - interval '7 days' RETURNING 1),\n"
+  "  WHERE received_at < now() - " KAPSO_WAIT_LIMIT " RETURNING 1),\n"
   "i AS (\n"
   "  SELECT DISTINCT p.workspace_id, p.kapso_message_id\n"
   "  FROM kapso_pending_statuses p\n"
-  "  JOIN messages m USING (workspace_id, kapso_message_id) LIMIT 5000),\n"
+  "  JOIN messages m USING (workspace_id, kapso_message_id) LIMIT " KAPSO_SWEEP_LIMIT "),\n"
   KAPSO_APPLY_PENDING_TAIL;
 
+// -- edits, deletions and account changes (persistence/lifecycle.cpp) ---------------
+// What used to be PL/pgSQL in migration 0003 lives here, so that a fix is a
+// change of the code. Every statement is idempotent and ends in the same
+// rows whatever the order of its inputs; the lock_* statements run first in
+// the same transaction, so that the statement after them reads the rows as
+// they are once no other writer can change them.
+
+// Times kept in metadata: ISO 8601 in UTC, which also sorts as text (and,
+// being of fixed width, `time || id` sorts like the pair).
+#define KAPSO_ISO_TIME(at) "to_char((" at ") AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+
+// The fields of a message's content that a deletion removes with its text.
+#define KAPSO_CONTENT_KEYS                                                                  \
+  "ARRAY['edits', 'edited_at', 'edit_id', 'media', 'has_media', 'location', 'contacts',\n"  \
+  "      'interactive', 'button', 'reaction', 'order', 'template', 'transcript',\n"         \
+  "      'referral']::text[]"
+
 // Edits and revokes are staged first, whether their original is stored or
-// not, and applied from there by kapso_apply_message_changes (migration
-// 0003): one path for the early, the on-time and the re-delivered.
+// not, and applied from there (apply_message_changes): one path for the
+// early, the on-time and the re-delivered. Answers those staged for the
+// first time.
 const char* const stage_message_changes = R"(
 INSERT INTO kapso_pending_message_changes AS p
   (workspace_id, event_id, original_message_id, kind, changed_at, content, media_url, metadata)
 SELECT i.workspace_id, i.event_id, i.original_message_id, i.kind, to_timestamp(i.ts),
-       NULLIF(i.content, ''), NULLIF(i.media_url, ''), coalesce(i.metadata, '{}'::jsonb)
-FROM jsonb_to_recordset($1::jsonb) AS i(workspace_id uuid, event_id text,
-  original_message_id text, kind text, ts bigint, content text, media_url text, metadata jsonb)
+       i.content, i.media_url, coalesce(i.metadata, '{}'::jsonb)
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[], $6::text[], $7::text[],
+            $8::jsonb[])
+  AS i(workspace_id, event_id, original_message_id, kind, ts, content, media_url, metadata)
 ORDER BY i.workspace_id, i.event_id
 ON CONFLICT (workspace_id, event_id) DO NOTHING
 RETURNING p.workspace_id::text, p.event_id)";
 
-const char* const apply_message_changes = R"(
-SELECT r_workspace_id, r_original_message_id, r_event_id, r_changed
-FROM kapso_apply_message_changes($1::jsonb))";
+// The stored ones of these messages, locked in key order; answers them.
+const char* const lock_message_originals = R"(
+SELECT m.workspace_id::text, m.kapso_message_id
+FROM (SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[]) AS i(workspace_id, message_id)
+      ORDER BY 1, 2) i
+CROSS JOIN LATERAL (SELECT x.workspace_id, x.kapso_message_id FROM messages x
+  WHERE x.workspace_id = i.workspace_id AND x.kapso_message_id = i.message_id
+  LIMIT 1 FOR UPDATE) m)";
 
+// Applies every waiting edit and deletion of these messages (those stored,
+// locked by lock_message_originals), then forgets them. Answers
+// (workspace, event id, changed) per change applied.
+//  * A deletion is final: the text is kept nowhere (metadata.edits goes
+//    too), media is cleared, and later edits change nothing. Of several,
+//    the first by (time, id) is the one that deletes.
+//  * The edits of a message are a set ordered by (time, edit id): the
+//    newest is shown, and metadata.edits lists every older version, oldest
+//    first, with the time and id of the edit that replaced it. A late edit
+//    is slotted into that history; a known one changes nothing. An edit
+//    applied while it is the newest version shows the media it names (a
+//    caption edit keeps the message's own).
+//  * A conversation that shows nothing newer than a changed message shows
+//    its newest message again, by (time, preview) as the batch insert does.
+const char* const apply_message_changes = R"(
+WITH i AS (
+  SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[]) AS i(workspace_id, message_id)),
+m AS (
+  SELECT x.id, x.workspace_id, x.kapso_message_id, x.conversation_id, x.created_at, x.content,
+         x.media_url, coalesce(x.metadata, '{}'::jsonb) AS metadata,
+         CASE WHEN jsonb_typeof(x.metadata -> 'edits') = 'array' THEN x.metadata -> 'edits'
+              ELSE '[]'::jsonb END AS edits
+  FROM i CROSS JOIN LATERAL (SELECT * FROM messages x
+    WHERE x.workspace_id = i.workspace_id AND x.kapso_message_id = i.message_id LIMIT 1) x),
+waiting AS (
+  SELECT c.workspace_id, c.event_id, c.kind, c.changed_at, c.content, c.media_url,
+         c.metadata AS change_metadata, m.id AS message_id,
+         bool_or(c.kind = 'revoke') OVER (PARTITION BY m.id) AS revoked,
+         first_value(c.event_id) OVER (PARTITION BY m.id
+           ORDER BY (c.kind = 'revoke') DESC, c.changed_at, c.event_id) AS first_event
+  FROM m JOIN kapso_pending_message_changes c
+    ON c.workspace_id = m.workspace_id AND c.original_message_id = m.kapso_message_id),
+judged AS (
+  SELECT w.*,
+    CASE WHEN m.metadata ? 'deleted_at' THEN false
+         WHEN w.revoked THEN w.event_id = w.first_event
+         ELSE NOT (coalesce(m.metadata ->> 'edit_id' = w.event_id, false)
+                   OR EXISTS (SELECT 1 FROM jsonb_array_elements(m.edits) h(e)
+                              WHERE h.e ->> 'edit_id' = w.event_id)) END AS changed
+  FROM waiting w JOIN m ON m.id = w.message_id),
+new_edits AS (
+  SELECT j.message_id, j.event_id, j.changed_at, j.content, j.media_url, j.change_metadata,
+         )" KAPSO_ISO_TIME("j.changed_at") R"( AS edited_at
+  FROM judged j WHERE j.changed AND j.kind = 'edit'),
+versions AS (
+  -- Entry k of the history holds the version edit k replaced; the version
+  -- edit k brought is entry k + 1's, or the shown content for the last.
+  SELECT m.id AS message_id, h.e ->> 'edited_at' AS edited_at, h.e ->> 'edit_id' AS edit_id,
+         CASE WHEN h.k < jsonb_array_length(m.edits) THEN m.edits -> h.k::integer ->> 'content'
+              ELSE m.content END AS body
+  FROM m CROSS JOIN LATERAL jsonb_array_elements(m.edits) WITH ORDINALITY AS h(e, k)
+  WHERE EXISTS (SELECT 1 FROM new_edits n WHERE n.message_id = m.id)
+  UNION ALL
+  SELECT n.message_id, n.edited_at, n.event_id, n.content FROM new_edits n),
+ordered AS (
+  SELECT v.message_id, v.edited_at, v.edit_id, v.body,
+         lag(v.body, 1, CASE WHEN jsonb_array_length(m.edits) > 0
+                             THEN m.edits -> 0 ->> 'content' ELSE m.content END) OVER w
+           AS replaced,
+         row_number() OVER w AS k, count(*) OVER (PARTITION BY v.message_id) AS n
+  FROM versions v JOIN m ON m.id = v.message_id
+  WINDOW w AS (PARTITION BY v.message_id ORDER BY v.edited_at COLLATE "C", v.edit_id COLLATE "C")),
+histories AS (
+  SELECT o.message_id,
+         jsonb_agg(jsonb_build_object('content', o.replaced, 'edited_at', o.edited_at,
+                                      'edit_id', o.edit_id) ORDER BY o.k) AS edits,
+         max(o.body) FILTER (WHERE o.k = o.n) AS content,
+         max(o.edited_at) FILTER (WHERE o.k = o.n) AS edited_at,
+         max(o.edit_id) FILTER (WHERE o.k = o.n) AS edit_id
+  FROM ordered o GROUP BY o.message_id),
+shown_edits AS (
+  -- New edits in the order they are applied, each with whether it was the
+  -- newest version then: newer than the history and the new edits before it.
+  SELECT n.*, (n.edited_at || n.event_id) COLLATE "C" > coalesce(greatest(
+      (SELECT max(((h.e ->> 'edited_at') || (h.e ->> 'edit_id')) COLLATE "C")
+       FROM m, jsonb_array_elements(m.edits) h(e) WHERE m.id = n.message_id),
+      max((n.edited_at || n.event_id) COLLATE "C") OVER (PARTITION BY n.message_id
+        ORDER BY n.changed_at, n.event_id ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)),
+      '') AS newest
+  FROM new_edits n),
+media AS (
+  SELECT s.message_id,
+         (array_agg(s.media_url ORDER BY s.changed_at DESC, s.event_id DESC)
+            FILTER (WHERE s.newest AND s.media_url IS NOT NULL))[1] AS media_url,
+         (array_agg(s.change_metadata -> 'media' ORDER BY s.changed_at DESC, s.event_id DESC)
+            FILTER (WHERE s.newest AND s.change_metadata ? 'media'))[1] AS media
+  FROM shown_edits s GROUP BY s.message_id),
+rewritten AS (
+  SELECT m.id, m.conversation_id, m.created_at, '[Message deleted]'::text AS content,
+         NULL::text AS media_url,
+         (m.metadata - )" KAPSO_CONTENT_KEYS R"()
+           || jsonb_build_object('deleted_at', )" KAPSO_ISO_TIME("j.changed_at") R"() AS metadata
+  FROM judged j JOIN m ON m.id = j.message_id WHERE j.changed AND j.kind = 'revoke'
+  UNION ALL
+  SELECT m.id, m.conversation_id, m.created_at, h.content, coalesce(d.media_url, m.media_url),
+         m.metadata || jsonb_build_object('edits', h.edits, 'edited_at', h.edited_at,
+                                          'edit_id', h.edit_id)
+           || CASE WHEN d.media IS NULL THEN '{}'::jsonb
+                   ELSE jsonb_build_object('media', d.media) END
+  FROM histories h JOIN m ON m.id = h.message_id LEFT JOIN media d ON d.message_id = m.id),
+updated AS (
+  UPDATE messages x SET content = r.content, media_url = r.media_url, metadata = r.metadata
+  FROM rewritten r WHERE x.id = r.id
+  RETURNING 1),
+forgotten AS (
+  DELETE FROM kapso_pending_message_changes c USING waiting w
+  WHERE c.workspace_id = w.workspace_id AND c.event_id = w.event_id
+  RETURNING 1),
+touched AS (
+  SELECT r.conversation_id, bool_or(r.created_at IS NULL) AS undated,
+         max(r.created_at) AS latest
+  FROM rewritten r GROUP BY r.conversation_id),
+newest AS (
+  SELECT t.conversation_id, t.undated, t.latest, n.created_at, n.preview
+  FROM touched t CROSS JOIN LATERAL (
+    SELECT s.created_at, s.preview FROM (
+      (SELECT x.created_at, kapso_preview(x.content) AS preview FROM messages x
+       WHERE x.conversation_id = t.conversation_id AND x.created_at IS NOT NULL
+         AND NOT EXISTS (SELECT 1 FROM rewritten r WHERE r.id = x.id)
+       ORDER BY x.created_at DESC, kapso_preview(x.content) COLLATE "C" DESC LIMIT 1)
+      UNION ALL
+      SELECT r.created_at, kapso_preview(r.content) FROM rewritten r
+      WHERE r.conversation_id = t.conversation_id AND r.created_at IS NOT NULL) s
+    ORDER BY s.created_at DESC, s.preview COLLATE "C" DESC LIMIT 1) n),
+refreshed AS (
+  UPDATE conversations v SET last_message_at = n.created_at, last_message_preview = n.preview,
+                             updated_at = now()
+  FROM newest n
+  WHERE v.id = n.conversation_id
+    AND (n.undated OR v.last_message_at IS NULL OR v.last_message_at <= n.latest)
+    AND (v.last_message_at, v.last_message_preview) IS DISTINCT FROM (n.created_at, n.preview)
+  RETURNING 1)
+SELECT j.workspace_id::text, j.event_id, j.changed FROM judged j)";
+
+// The contact of an identity change: the one with its phone, else the one
+// with its business-scoped id.
+#define KAPSO_IDENTITY_CONTACT(alias)                                                        \
+  "SELECT x.id, x.metadata FROM contacts x\n"                                                \
+  "    WHERE x.workspace_id = " alias ".workspace_id\n"                                       \
+  "      AND (x.phone = " alias ".phone OR (" alias ".bsuid IS NOT NULL\n"                    \
+  "           AND x.metadata ? 'business_scoped_user_id'\n"                                   \
+  "           AND x.metadata ->> 'business_scoped_user_id' = " alias ".bsuid))\n"             \
+  "    ORDER BY (x.phone = " alias ".phone) DESC LIMIT 1"
+
+const char* const lock_identity_contacts =
+  "SELECT c.id\n"
+  "FROM (SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[], $3::text[])\n"
+  "        AS i(workspace_id, phone, bsuid) ORDER BY 1, 2, 3) i\n"
+  "CROSS JOIN LATERAL (" KAPSO_IDENTITY_CONTACT("i") " FOR UPDATE) c";
+
+// Notes identity changes on their contacts (created when unknown): the
+// newest change by (time, hash) is kept in metadata.identity_changed_at and
+// metadata.identity_hash. Taken in batch order, an event changes its
+// contact when it is newer than what is stored and than every event of the
+// contact before it. Answers (workspace, event id, changed) per event. A
+// contact another writer creates meanwhile fails the insert (a unique
+// violation: the batch is retried and finds it).
+const char* const note_identity_changes = R"(
+WITH i AS (
+  SELECT i.*, )" KAPSO_ISO_TIME("to_timestamp(i.ts)") R"( AS noted_at,
+         coalesce(i.hash, '') AS noted_hash
+  FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::int8[], $7::text[])
+    WITH ORDINALITY AS i(workspace_id, event_id, phone, bsuid, name, ts, hash, n)),
+found AS (
+  SELECT i.*, c.id AS contact_id,
+         coalesce(c.metadata ->> 'identity_changed_at', '') AS stored_at,
+         coalesce(c.metadata ->> 'identity_hash', '') AS stored_hash,
+         coalesce(c.id::text, i.phone) AS customer
+  FROM i LEFT JOIN LATERAL ()" KAPSO_IDENTITY_CONTACT("i") R"() c ON true),
+judged AS (
+  SELECT f.*, (f.noted_at, f.noted_hash) > (f.stored_at, f.stored_hash)
+    AND NOT EXISTS (SELECT 1 FROM found e
+                    WHERE e.workspace_id = f.workspace_id AND e.customer = f.customer
+                      AND e.n < f.n AND (e.noted_at, e.noted_hash) >= (f.noted_at, f.noted_hash))
+    AS changed
+  FROM found f),
+newest AS (
+  SELECT DISTINCT ON (j.workspace_id, j.customer)
+         j.workspace_id, j.contact_id, j.phone, j.noted_at, j.noted_hash, j.stored_at,
+         j.stored_hash, first_value(j.name) OVER w AS name, first_value(j.bsuid) OVER w AS bsuid
+  FROM judged j
+  WINDOW w AS (PARTITION BY j.workspace_id, j.customer ORDER BY j.n)
+  ORDER BY j.workspace_id, j.customer, j.noted_at DESC, j.noted_hash DESC),
+created AS (
+  INSERT INTO contacts (workspace_id, phone, name, metadata)
+  SELECT n.workspace_id, n.phone, n.name,
+         jsonb_build_object('identity_changed_at', n.noted_at, 'identity_hash', n.noted_hash)
+         || CASE WHEN n.bsuid IS NULL THEN '{}'::jsonb
+                 ELSE jsonb_build_object('business_scoped_user_id', n.bsuid) END
+  FROM newest n WHERE n.contact_id IS NULL
+  ORDER BY n.workspace_id, n.phone
+  RETURNING 1),
+noted AS (
+  UPDATE contacts c
+  SET metadata = coalesce(c.metadata, '{}'::jsonb)
+                 || jsonb_build_object('identity_changed_at', n.noted_at,
+                                       'identity_hash', n.noted_hash),
+      updated_at = now()
+  FROM newest n
+  WHERE c.id = n.contact_id AND (n.noted_at, n.noted_hash) > (n.stored_at, n.stored_hash)
+  RETURNING 1)
+SELECT j.workspace_id::text, j.event_id, j.changed FROM judged j)";
+
+#undef KAPSO_IDENTITY_CONTACT
+
+// Customers' number changes, kept for a week so that messages from the old
+// number that arrive late still reach the customer's contact. Answers those
+// recorded for the first time.
 const char* const record_number_changes = R"(
 INSERT INTO kapso_number_changes AS n (workspace_id, event_id, old_phone, new_phone, changed_at)
 SELECT i.workspace_id, i.event_id, i.old_phone, i.new_phone, to_timestamp(i.ts)
-FROM jsonb_to_recordset($1::jsonb)
-  AS i(workspace_id uuid, event_id text, old_phone text, new_phone text, ts bigint)
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::int8[])
+  AS i(workspace_id, event_id, old_phone, new_phone, ts)
 ORDER BY i.workspace_id, i.event_id
 ON CONFLICT (workspace_id, event_id) DO NOTHING
 RETURNING n.workspace_id::text, n.event_id)";
 
-const char* const apply_number_changes = R"(
-SELECT r_workspace_id, r_old_phone, r_new_phone FROM kapso_apply_number_changes($1::jsonb))";
+// The recorded changes away from these (workspace, phone) keys.
+#define KAPSO_CHANGES_FROM_KEYS                                                        \
+  "  FROM (SELECT DISTINCT * FROM unnest($1::uuid[], $2::text[]) AS k(workspace_id, phone)) k\n" \
+  "  JOIN kapso_number_changes n ON n.workspace_id = k.workspace_id AND n.old_phone = k.phone\n"
 
-const char* const note_identity_changes = R"(
-SELECT r_workspace_id, r_event_id, r_changed FROM kapso_note_identity_changes($1::jsonb))";
+// The contacts (and their conversations) of the old and new numbers of
+// these keys' changes, locked in key order.
+const char* const lock_number_change_contacts =
+  "SELECT c.id, v.id\n"
+  "FROM (SELECT DISTINCT n.workspace_id, p.phone\n"
+  KAPSO_CHANGES_FROM_KEYS
+  "  CROSS JOIN LATERAL (VALUES (n.old_phone), (n.new_phone)) AS p(phone)\n"
+  "  ORDER BY 1, 2) p\n"
+  "CROSS JOIN LATERAL (SELECT x.id FROM contacts x\n"
+  "  WHERE x.workspace_id = p.workspace_id AND x.phone = p.phone LIMIT 1 FOR UPDATE) c\n"
+  "LEFT JOIN LATERAL (SELECT y.id FROM conversations y\n"
+  "  WHERE y.workspace_id = p.workspace_id AND y.contact_id = c.id LIMIT 1 FOR UPDATE) v ON true";
+
+// The state of every change away from these keys (lifecycle_plan.hpp's
+// number_change_state, column by column), per key oldest first.
+const char* const read_number_changes =
+  "SELECT n.workspace_id::text, n.event_id, n.old_phone, n.new_phone,\n"
+  "       (extract(epoch FROM n.changed_at) * 1000000)::int8,\n"
+  "       EXISTS (SELECT 1 FROM kapso_number_changes b\n"
+  "               WHERE b.workspace_id = n.workspace_id AND b.new_phone = n.old_phone\n"
+  "                 AND b.changed_at >= n.changed_at),\n"
+  "       coalesce(o.id::text, ''), coalesce(v.id::text, ''), coalesce(v.unread_count, 0),\n"
+  "       s.moving, s.staying, s.staying_inbound,\n"
+  "       coalesce(w.id::text, ''), coalesce(wv.id::text, ''),\n"
+  "       coalesce((w.created_at, w.id) < (o.created_at, o.id), false)\n"
+  KAPSO_CHANGES_FROM_KEYS
+  "LEFT JOIN LATERAL (SELECT x.id, x.created_at FROM contacts x\n"
+  "  WHERE x.workspace_id = n.workspace_id AND x.phone = n.old_phone LIMIT 1) o ON true\n"
+  "LEFT JOIN LATERAL (SELECT y.id, y.unread_count FROM conversations y\n"
+  "  WHERE y.workspace_id = n.workspace_id AND y.contact_id = o.id LIMIT 1) v ON true\n"
+  "CROSS JOIN LATERAL (\n"
+  "  SELECT count(*) FILTER (WHERE x.created_at IS NULL OR x.created_at <= n.changed_at)\n"
+  "           AS moving,\n"
+  "         count(*) FILTER (WHERE x.created_at > n.changed_at) AS staying,\n"
+  "         count(*) FILTER (WHERE x.created_at > n.changed_at AND x.direction = 'inbound')\n"
+  "           AS staying_inbound\n"
+  "  FROM messages x WHERE x.conversation_id = v.id) s\n"
+  "LEFT JOIN LATERAL (SELECT x.id, x.created_at FROM contacts x\n"
+  "  WHERE x.workspace_id = n.workspace_id AND x.phone = n.new_phone LIMIT 1) w ON true\n"
+  "LEFT JOIN LATERAL (SELECT y.id FROM conversations y\n"
+  "  WHERE y.workspace_id = n.workspace_id AND y.contact_id = w.id LIMIT 1) wv ON true\n"
+  "ORDER BY n.workspace_id, n.old_phone, n.changed_at, n.event_id";
+
+#undef KAPSO_CHANGES_FROM_KEYS
+
+// contacts.metadata.previous_phones: `first`'s numbers, then `second`'s,
+// then `added`, each once, never the contact's own number `own`.
+#define KAPSO_PREVIOUS_PHONES(first, second, added, own)                                  \
+  "(SELECT coalesce(jsonb_agg(to_jsonb(l.phone) ORDER BY l.source, l.pos), '[]'::jsonb)\n" \
+  "   FROM (SELECT DISTINCT ON (a.phone) a.phone, a.source, a.pos\n"                        \
+  "         FROM (SELECT 1 AS source, f.pos, f.phone FROM jsonb_array_elements_text(\n"     \
+  "                 CASE WHEN jsonb_typeof(" first ") = 'array' THEN " first " ELSE '[]' END)\n" \
+  "                 WITH ORDINALITY AS f(phone, pos)\n"                                    \
+  "               UNION ALL\n"                                                             \
+  "               SELECT 2, s.pos, s.phone FROM jsonb_array_elements_text(\n"              \
+  "                 CASE WHEN jsonb_typeof(" second ") = 'array' THEN " second " ELSE '[]' END)\n" \
+  "                 WITH ORDINALITY AS s(phone, pos)\n"                                    \
+  "               UNION ALL\n"                                                             \
+  "               SELECT 3, 1, " added " WHERE " added " IS NOT NULL) a\n"                 \
+  "         WHERE a.phone IS DISTINCT FROM " own "\n"                                      \
+  "         ORDER BY a.phone, a.source, a.pos) l)"
+
+// A move with nothing dated after the change: the whole contact takes the
+// new number (its id, name, tags and conversation stay).
+const char* const rename_contacts =
+  "UPDATE contacts c SET phone = i.new_phone,\n"
+  "  metadata = coalesce(c.metadata, '{}'::jsonb) || jsonb_build_object('previous_phones',\n"
+  "    " KAPSO_PREVIOUS_PHONES("c.metadata -> 'previous_phones'", "NULL::jsonb", "i.old_phone",
+                               "i.new_phone") "),\n"
+  "  updated_at = now()\n"
+  "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS i(contact_id, old_phone, new_phone)\n"
+  "WHERE c.id = i.contact_id";
+
+// A merge, step 1: the messages of the conversation that goes join the one
+// that stays.
+const char* const move_conversation_messages = R"(
+UPDATE messages x SET conversation_id = i.keep
+FROM unnest($1::uuid[], $2::uuid[]) AS i(keep, gone)
+WHERE x.conversation_id = i.gone)";
+
+// A merge, step 2: unread counts add up, the newest preview wins, an
+// assignee is kept; the conversation that goes is deleted.
+#define KAPSO_GONE_SHOWS_NEWER                                                            \
+  "g.last_message_at IS NOT NULL\n"                                                       \
+  "      AND (v.last_message_at IS NULL OR g.last_message_at > v.last_message_at\n"       \
+  "           OR (g.last_message_at = v.last_message_at\n"                                \
+  "               AND coalesce(g.last_message_preview, '') COLLATE \"C\"\n"               \
+  "                   > coalesce(v.last_message_preview, '') COLLATE \"C\"))"
+const char* const merge_conversations =
+  "WITH i AS (SELECT * FROM unnest($1::uuid[], $2::uuid[]) AS i(keep, gone)),\n"
+  "kept AS (\n"
+  "  UPDATE conversations v SET\n"
+  "    unread_count = coalesce(v.unread_count, 0) + coalesce(g.unread_count, 0),\n"
+  "    last_message_at = CASE WHEN " KAPSO_GONE_SHOWS_NEWER "\n"
+  "      THEN g.last_message_at ELSE v.last_message_at END,\n"
+  "    last_message_preview = CASE WHEN " KAPSO_GONE_SHOWS_NEWER "\n"
+  "      THEN g.last_message_preview ELSE v.last_message_preview END,\n"
+  "    assigned_to = coalesce(v.assigned_to, g.assigned_to),\n"
+  "    updated_at = now()\n"
+  "  FROM i JOIN conversations g ON g.id = i.gone\n"
+  "  WHERE v.id = i.keep\n"
+  "  RETURNING 1)\n"
+  "DELETE FROM conversations v USING i WHERE v.id = i.gone";
+#undef KAPSO_GONE_SHOWS_NEWER
+
+// A merge whose contact that goes has the only conversation: it passes to
+// the contact that stays.
+const char* const reassign_conversations = R"(
+UPDATE conversations v SET contact_id = i.contact_id, updated_at = now()
+FROM unnest($1::uuid[], $2::uuid[]) AS i(conversation_id, contact_id)
+WHERE v.id = i.conversation_id)";
+
+// A merge, last step: the contact that goes is deleted (before the one
+// that stays takes its number), and what it knew fills what the other
+// lacks: an empty name, email or tags; metadata is joined, the staying
+// row's winning.
+const char* const merge_contacts =
+  "WITH i AS (\n"
+  "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::bool[])\n"
+  "    AS i(keep, gone, old_phone, new_phone, keep_is_old)),\n"
+  "g AS (DELETE FROM contacts c USING i WHERE c.id = i.gone RETURNING c.*, i.keep)\n"
+  "UPDATE contacts c SET\n"
+  "  phone = i.new_phone,\n"
+  "  name = CASE WHEN coalesce(c.name, '') = '' THEN coalesce(g.name, c.name) ELSE c.name END,\n"
+  "  email = coalesce(c.email, g.email),\n"
+  "  tags = CASE WHEN cardinality(coalesce(g.tags, '{}')) = 0 THEN c.tags\n"
+  "              ELSE ARRAY(SELECT DISTINCT t FROM unnest(coalesce(c.tags, '{}') || g.tags) t\n"
+  "                         ORDER BY t) END,\n"
+  "  metadata = coalesce(g.metadata, '{}'::jsonb) || coalesce(c.metadata, '{}'::jsonb)\n"
+  "    || jsonb_build_object('previous_phones', "
+  KAPSO_PREVIOUS_PHONES(
+    "(CASE WHEN i.keep_is_old THEN c.metadata ELSE g.metadata END -> 'previous_phones')",
+    "(CASE WHEN i.keep_is_old THEN g.metadata ELSE c.metadata END -> 'previous_phones')",
+    "i.old_phone", "i.new_phone") "),\n"
+  "  updated_at = now()\n"
+  "FROM i JOIN g ON g.keep = i.keep\n"
+  "WHERE c.id = i.keep";
+
+// A split, step 1: the contact of the new number, created or told its
+// previous number (EXCLUDED carries the old number as its only previous
+// one).
+const char* const upsert_moved_contacts =
+  "INSERT INTO contacts AS c (workspace_id, phone, metadata)\n"
+  "SELECT i.workspace_id, i.new_phone,\n"
+  "       jsonb_build_object('previous_phones', jsonb_build_array(i.old_phone))\n"
+  "FROM unnest($1::uuid[], $2::text[], $3::text[]) AS i(workspace_id, new_phone, old_phone)\n"
+  "ORDER BY i.workspace_id, i.new_phone\n"
+  "ON CONFLICT (workspace_id, phone) DO UPDATE\n"
+  "SET metadata = coalesce(c.metadata, '{}'::jsonb) || jsonb_build_object('previous_phones',\n"
+  "      " KAPSO_PREVIOUS_PHONES("c.metadata -> 'previous_phones'", "NULL::jsonb",
+                                 "(EXCLUDED.metadata -> 'previous_phones' ->> 0)",
+                                 "EXCLUDED.phone") "),\n"
+  "    updated_at = now()";
+
+#undef KAPSO_PREVIOUS_PHONES
+
+// A split, step 3 (after insert_conversations for the new numbers): the
+// messages dated up to the change (or undated) move to the conversation of
+// the new number.
+const char* const move_messages_up_to =
+  "UPDATE messages x SET conversation_id = v.id\n"
+  "FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[])\n"
+  "  AS i(old_conversation, workspace_id, phone, changed_at_us)\n"
+  KAPSO_CONVERSATION_OF("i")
+  "WHERE x.conversation_id = i.old_conversation\n"
+  "  AND (x.created_at IS NULL\n"
+  "       OR x.created_at <= to_timestamp(0) + i.changed_at_us * interval '1 microsecond')";
+
+// A split, last step: the unread messages that moved count in the new
+// conversation, and both show their newest message by (time, preview).
+const char* const settle_split_conversations =
+  "WITH i AS (\n"
+  "  SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::int8[])\n"
+  "    AS i(old_conversation, workspace_id, phone, moved_unread)),\n"
+  "t AS (\n"
+  "  SELECT i.old_conversation AS id, -i.moved_unread AS unread FROM i\n"
+  "  UNION ALL\n"
+  "  SELECT v.id, i.moved_unread FROM i\n"
+  KAPSO_CONVERSATION_OF("i")
+  "),\n"
+  "n AS (\n"
+  "  SELECT t.id, t.unread, x.created_at, x.preview FROM t\n"
+  "  LEFT JOIN LATERAL (SELECT y.created_at, kapso_preview(y.content) AS preview\n"
+  "    FROM messages y WHERE y.conversation_id = t.id AND y.created_at IS NOT NULL\n"
+  "    ORDER BY y.created_at DESC, kapso_preview(y.content) COLLATE \"C\" DESC LIMIT 1) x\n"
+  "  ON true)\n"
+  "UPDATE conversations v SET\n"
+  "  unread_count = coalesce(v.unread_count, 0) + n.unread,\n"
+  "  last_message_at = CASE WHEN n.created_at IS NULL THEN v.last_message_at\n"
+  "                         ELSE n.created_at END,\n"
+  "  last_message_preview = CASE WHEN n.created_at IS NULL THEN v.last_message_preview\n"
+  "                              ELSE n.preview END,\n"
+  "  updated_at = now()\n"
+  "FROM n WHERE v.id = n.id";
 
 // What this writer must watch for: originals that edits or revokes wait
 // for ('m'), and old numbers of recent number changes ('n').
@@ -354,10 +786,34 @@ const char* const select_lifecycle_waits = R"(
 UNION ALL
 (SELECT 'n', workspace_id::text, old_phone FROM kapso_number_changes LIMIT $1::bigint))";
 
-const char* const sweep_lifecycle = "SELECT kapso_sweep_lifecycle()";
+// Housekeeping: what waited a week goes; then what waited for rows written
+// meanwhile by another writer or server is applied (below).
+const char* const expire_lifecycle_waits =
+  "WITH changes AS (\n"
+  "  DELETE FROM kapso_pending_message_changes\n"
+  "  WHERE received_at < now() - " KAPSO_WAIT_LIMIT " RETURNING 1)\n"
+  "DELETE FROM kapso_number_changes WHERE received_at < now() - " KAPSO_WAIT_LIMIT;
+
+const char* const select_stored_originals =
+  "SELECT DISTINCT p.workspace_id::text, p.original_message_id\n"
+  "FROM kapso_pending_message_changes p\n"
+  "JOIN messages m ON m.workspace_id = p.workspace_id\n"
+  "               AND m.kapso_message_id = p.original_message_id\n"
+  "LIMIT " KAPSO_SWEEP_LIMIT;
+
+const char* const select_changed_numbers =
+  "SELECT DISTINCT n.workspace_id::text, n.old_phone\n"
+  "FROM kapso_number_changes n\n"
+  "JOIN contacts c ON c.workspace_id = n.workspace_id AND c.phone = n.old_phone\n"
+  "LIMIT " KAPSO_SWEEP_LIMIT;
+
+#undef KAPSO_CONTENT_KEYS
+#undef KAPSO_ISO_TIME
 
 #undef KAPSO_APPLY_PENDING_TAIL
 #undef KAPSO_CONVERSATION_OF
+#undef KAPSO_WAIT_LIMIT
+#undef KAPSO_SWEEP_LIMIT
 
 struct statement_text {
   statement id;
@@ -379,13 +835,29 @@ const statement_text statements[] = {
   {statement::apply_pending_statuses, "apply_pending_statuses", apply_pending_statuses},
   {statement::apply_all_pending_statuses, "apply_all_pending_statuses",
    apply_all_pending_statuses},
-  {statement::stage_message_changes, "stage_message_changes", stage_message_changes},
-  {statement::apply_message_changes, "apply_message_changes", apply_message_changes},
-  {statement::record_number_changes, "record_number_changes", record_number_changes},
-  {statement::apply_number_changes, "apply_number_changes", apply_number_changes},
-  {statement::note_identity_changes, "note_identity_changes", note_identity_changes},
   {statement::select_lifecycle_waits, "select_lifecycle_waits", select_lifecycle_waits},
-  {statement::sweep_lifecycle, "sweep_lifecycle", sweep_lifecycle},
+  {statement::stage_message_changes, "stage_message_changes", stage_message_changes},
+  {statement::lock_message_originals, "lock_message_originals", lock_message_originals},
+  {statement::apply_message_changes, "apply_message_changes", apply_message_changes},
+  {statement::lock_identity_contacts, "lock_identity_contacts", lock_identity_contacts},
+  {statement::note_identity_changes, "note_identity_changes", note_identity_changes},
+  {statement::record_number_changes, "record_number_changes", record_number_changes},
+  {statement::lock_number_change_contacts, "lock_number_change_contacts",
+   lock_number_change_contacts},
+  {statement::read_number_changes, "read_number_changes", read_number_changes},
+  {statement::rename_contacts, "rename_contacts", rename_contacts},
+  {statement::move_conversation_messages, "move_conversation_messages",
+   move_conversation_messages},
+  {statement::merge_conversations, "merge_conversations", merge_conversations},
+  {statement::reassign_conversations, "reassign_conversations", reassign_conversations},
+  {statement::merge_contacts, "merge_contacts", merge_contacts},
+  {statement::upsert_moved_contacts, "upsert_moved_contacts", upsert_moved_contacts},
+  {statement::move_messages_up_to, "move_messages_up_to", move_messages_up_to},
+  {statement::settle_split_conversations, "settle_split_conversations",
+   settle_split_conversations},
+  {statement::expire_lifecycle_waits, "expire_lifecycle_waits", expire_lifecycle_waits},
+  {statement::select_stored_originals, "select_stored_originals", select_stored_originals},
+  {statement::select_changed_numbers, "select_changed_numbers", select_changed_numbers},
 };
 static_assert(sizeof(statements) / sizeof(statements[0]) == statement_count,
               "every statement has a text");

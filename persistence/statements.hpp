@@ -45,15 +45,27 @@ enum class statement : size_t {
   write_statuses,           // (workspace_id[], message id[], status[], error[]) -> per message
   apply_pending_statuses,   // (workspace_id[], message id[])
   apply_all_pending_statuses,
-  // edits, deletions and account changes (persistence/lifecycle.cpp); one
-  // JSON parameter each, read by the functions of migration 0003
-  stage_message_changes,    // edits/revokes -> (workspace_id, event_id) new
-  apply_message_changes,    // [(workspace_id, original_message_id)]
-  record_number_changes,    // -> (workspace_id, event_id) new
-  apply_number_changes,     // [(workspace_id, phone)]
-  note_identity_changes,    // -> (workspace_id, event_id, changed)
-  select_lifecycle_waits,   // $1 limit: what waits, per kind
-  sweep_lifecycle,
+  // edits, deletions and account changes (persistence/lifecycle.cpp)
+  select_lifecycle_waits,       // $1 limit -> ('m' | 'n', workspace, message id | old phone)
+  stage_message_changes,        // one array per column -> (workspace, event id) staged anew
+  lock_message_originals,       // (workspace_id[], message id[]) -> the stored ones
+  apply_message_changes,        // (workspace_id[], message id[]) -> (workspace, event, changed)
+  lock_identity_contacts,       // (workspace_id[], phone[], bsuid[])
+  note_identity_changes,        // one array per column -> (workspace, event id, changed)
+  record_number_changes,        // one array per column -> (workspace, event id) recorded anew
+  lock_number_change_contacts,  // (workspace_id[], phone[])
+  read_number_changes,          // (workspace_id[], phone[]) -> a number_change_state per row
+  rename_contacts,              // (contact[], old phone[], new phone[])
+  move_conversation_messages,   // (keep conversation[], gone conversation[])
+  merge_conversations,          // (keep conversation[], gone conversation[])
+  reassign_conversations,       // (conversation[], contact[])
+  merge_contacts,               // (keep[], gone[], old phone[], new phone[], keep_is_old[])
+  upsert_moved_contacts,        // (workspace_id[], new phone[], old phone[])
+  move_messages_up_to,          // (old conversation[], workspace_id[], new phone[], at_us[])
+  settle_split_conversations,   // (old conversation[], workspace_id[], new phone[], unread[])
+  expire_lifecycle_waits,
+  select_stored_originals,      // -> (workspace, message id) that changes wait for
+  select_changed_numbers,       // -> (workspace, old phone) with a contact to move
   count_
 };
 

@@ -1,9 +1,13 @@
 // The batch write: contacts, conversations, messages, statuses, inbox
-// metadata — one statement per step, all of them sent as one pipeline: one
-// transaction, one network round trip.
+// metadata, edits, deletions and account changes — one statement per step,
+// all of them sent as one pipeline: one transaction, one network round trip.
+// Three exceptions: a customer known only by a business-scoped id is looked
+// up first (a round trip more); messages of conversations that do not exist
+// yet take a second pipeline (write_known_first); a batch with lifecycle
+// work adds BEGIN and COMMIT around its pipeline, and a round trip per round
+// of contacts that number changes move.
 #include "persistence/store.hpp"
 
-#include <algorithm>
 #include <map>
 #include <set>
 
@@ -23,21 +27,6 @@ pair_key key_of(std::string_view workspace_id, std::string_view id) {
   return {std::string{workspace_id}, std::string{id}};
 }
 
-// Adds a workspace id to `ids`. Workspace ids come from our own table, so a
-// malformed one is a bug, not bad data.
-void add_workspace(pg_array& ids, std::string_view workspace_id) {
-  if (!ids.add_uuid(workspace_id))
-    throw std::logic_error("workspace id is not a UUID");
-}
-
-std::vector<std::string> columns(std::initializer_list<pg_array*> arrays) {
-  std::vector<std::string> out;
-  out.reserve(arrays.size());
-  for (auto* a : arrays)
-    out.push_back(std::move(*a).take());
-  return out;
-}
-
 // -- the steps: each adds its statement to the pipeline ---------------------------
 
 std::vector<std::string_view> resolve_bsuid_keys(pg_session& session,
@@ -55,11 +44,11 @@ std::vector<std::string_view> resolve_bsuid_keys(pg_session& session,
   pg_array ws{pg_type::uuid};
   pg_array bsuid{pg_type::text};
   for (auto i : lookups) {
-    add_workspace(ws, entries[i].workspace_id);
+    add_own_uuid(ws, entries[i].workspace_id);
     bsuid.add_text(entries[i].ev->contact_bsuid);
   }
   pg_pipeline lookup;
-  lookup.add(sql::name_of(statement::find_contacts_by_bsuid), columns({&ws, &bsuid}));
+  lookup.add(sql::name_of(statement::find_contacts_by_bsuid), take_columns({&ws, &bsuid}));
   auto rows = std::move(session.run(lookup, deadline).front());
   std::map<pair_key, std::string> phone_of;
   for (size_t r = 0; r < rows.size(); ++r) {
@@ -86,11 +75,12 @@ void add_bsuid_links(pg_pipeline& pipeline, const batch_plan& plan) {
   pg_array phone{pg_type::text};
   pg_array bsuid_key{pg_type::text};
   for (const auto& link : plan.bsuid_links) {
-    add_workspace(ws, link.workspace_id);
+    add_own_uuid(ws, link.workspace_id);
     phone.add_text(link.phone);
     bsuid_key.add_text(link.bsuid_key);
   }
-  pipeline.add(sql::name_of(statement::link_bsuid_contacts), columns({&ws, &phone, &bsuid_key}));
+  pipeline.add(sql::name_of(statement::link_bsuid_contacts),
+               take_columns({&ws, &phone, &bsuid_key}));
 }
 
 void add_contacts_and_conversations(pg_pipeline& pipeline, const batch_plan& plan) {
@@ -103,15 +93,17 @@ void add_contacts_and_conversations(pg_pipeline& pipeline, const batch_plan& pla
   pg_array conv_ws{pg_type::uuid};
   pg_array conv_phone{pg_type::text};
   for (const auto& c : plan.contacts) {
-    add_workspace(ws, c.workspace_id);
+    add_own_uuid(ws, c.workspace_id);
     phone.add_text(c.key);
     name.add_text_or_null(c.name);
     bsuid.add_text_or_null(c.bsuid);
-    add_workspace(conv_ws, c.workspace_id);
+    add_own_uuid(conv_ws, c.workspace_id);
     conv_phone.add_text(c.key);
   }
-  pipeline.add(sql::name_of(statement::upsert_contacts), columns({&ws, &phone, &name, &bsuid}));
-  pipeline.add(sql::name_of(statement::insert_conversations), columns({&conv_ws, &conv_phone}));
+  pipeline.add(sql::name_of(statement::upsert_contacts),
+               take_columns({&ws, &phone, &name, &bsuid}));
+  pipeline.add(sql::name_of(statement::insert_conversations),
+               take_columns({&conv_ws, &conv_phone}));
 }
 
 // The messages `which` (indices into entries) with their columns; for
@@ -162,7 +154,7 @@ std::optional<size_t> add_messages(pg_pipeline& pipeline, statement s,
   for (auto i : which) {
     const auto& e = entries[i];
     const auto& ev = *e.ev;
-    add_workspace(ws, e.workspace_id);
+    add_own_uuid(ws, e.workspace_id);
     phone.add_text(keys[i]);
     direction.add_text(ev.direction);
     sender.add_text(ev.sender_type);
@@ -177,8 +169,8 @@ std::optional<size_t> add_messages(pg_pipeline& pipeline, statement s,
     if (with_names)
       name.add_text_or_null(ev.contact_name);
   }
-  auto params = columns({&ws, &phone, &direction, &sender, &content, &type, &media, &id,
-                         &metadata, &ts, &status, &preview});
+  auto params = take_columns({&ws, &phone, &direction, &sender, &content, &type, &media, &id,
+                              &metadata, &ts, &status, &preview});
   if (with_names)
     params.push_back(std::move(name).take());
   return pipeline.add(sql::name_of(s), std::move(params));
@@ -192,10 +184,10 @@ void add_closings(pg_pipeline& pipeline, const batch_plan& plan,
   pg_array ws{pg_type::uuid};
   pg_array phone{pg_type::text};
   for (auto i : plan.closings) {
-    add_workspace(ws, entries[i].workspace_id);
+    add_own_uuid(ws, entries[i].workspace_id);
     phone.add_text(keys[i]);
   }
-  pipeline.add(sql::name_of(statement::close_conversations), columns({&ws, &phone}));
+  pipeline.add(sql::name_of(statement::close_conversations), take_columns({&ws, &phone}));
 }
 
 std::optional<size_t> add_statuses(pg_pipeline& pipeline, const batch_plan& plan,
@@ -208,13 +200,13 @@ std::optional<size_t> add_statuses(pg_pipeline& pipeline, const batch_plan& plan
   pg_array error{pg_type::jsonb};
   for (auto i : plan.statuses) {
     const auto& ev = *entries[i].ev;
-    add_workspace(ws, entries[i].workspace_id);
+    add_own_uuid(ws, entries[i].workspace_id);
     id.add_text(ev.message_id);
     status.add_text(ev.status);
     error.add_jsonb(ev.status_error_json);
   }
   return pipeline.add(sql::name_of(statement::write_statuses),
-                      columns({&ws, &id, &status, &error}));
+                      take_columns({&ws, &id, &status, &error}));
 }
 
 // Statuses that arrived before these outbound messages are applied in the
@@ -226,21 +218,19 @@ void add_pending_for_outbound(pg_pipeline& pipeline, const std::vector<size_t>& 
   pg_array ws{pg_type::uuid};
   pg_array id{pg_type::text};
   for (auto i : outbound) {
-    add_workspace(ws, entries[i].workspace_id);
+    add_own_uuid(ws, entries[i].workspace_id);
     id.add_text(entries[i].ev->message_id);
   }
-  pipeline.add(sql::name_of(statement::apply_pending_statuses), columns({&ws, &id}));
+  pipeline.add(sql::name_of(statement::apply_pending_statuses), take_columns({&ws, &id}));
 }
 
 // -- reading the answers -------------------------------------------------------------
 
 // Marks the messages `which` that were not inserted as duplicates (rows come
 // back by their place in the statement's arrays); returns the places in
-// `which` of those whose conversation was not found. `inserted`, when
-// given, collects the (workspace, message id) of the inserted ones.
+// `which` of those whose conversation was not found.
 std::vector<size_t> read_messages(const pg_rows& rows, const std::vector<size_t>& which,
-                                  const std::vector<batch_entry>& entries, batch_result& result,
-                                  std::set<pair_key>* inserted = nullptr) {
+                                  batch_result& result) {
   std::vector<char> state(which.size(), 0); // 0 not inserted, 1 inserted, 2 unresolved
   for (size_t r = 0; r < rows.size(); ++r) {
     auto n = static_cast<size_t>(rows.integer(r, 0));
@@ -255,8 +245,6 @@ std::vector<size_t> read_messages(const pg_rows& rows, const std::vector<size_t>
       result.outcomes[i] = write_outcome::duplicate;
     else if (state[k] == 2)
       unresolved.push_back(k);
-    else if (inserted != nullptr)
-      inserted->insert(key_of(entries[i].workspace_id, entries[i].ev->message_id));
   }
   return unresolved;
 }
@@ -312,55 +300,6 @@ void read_statuses(const pg_rows& rows, const batch_plan& plan,
     if (stale.count(key_of(entries[i].workspace_id, entries[i].ev->message_id)) != 0)
       result.outcomes[i] = write_outcome::duplicate;
 }
-
-// Whether the batch has lifecycle work: its own edits, revokes, number or
-// identity changes, or messages and contacts that such changes wait for.
-bool has_lifecycle_work(const lifecycle::waiting_index& waiting,
-                        const std::vector<batch_entry>& entries,
-                        const std::vector<std::string_view>& keys) {
-  for (size_t i = 0; i < entries.size(); ++i) {
-    const auto& ev = *entries[i].ev;
-    std::string ws{entries[i].workspace_id};
-    if (lifecycle::handles(ev.kind) || waiting.awaits_message({ws, ev.message_id})
-        || (needs_conversation(ev.kind) && waiting.has_number_change(ws, std::string{keys[i]})))
-      return true;
-  }
-  return false;
-}
-
-// An explicit transaction around the pipeline, for batches whose later
-// steps depend on what the earlier ones answered: rolled back unless
-// committed (a session that cannot roll back in time is closed; the server
-// then aborts the transaction itself).
-class open_transaction {
-public:
-  open_transaction(pg_session& session, pg_deadline deadline)
-    : session_(session), deadline_(deadline) {
-    session_.exec("BEGIN", deadline_);
-  }
-  ~open_transaction() {
-    if (done_ || !session_.connected())
-      return;
-    try {
-      session_.exec("ROLLBACK", std::max(deadline_, pg_clock::now() + rollback_grace));
-    } catch (const std::exception&) {
-      session_.close();
-    }
-  }
-  open_transaction(const open_transaction&) = delete;
-  open_transaction& operator=(const open_transaction&) = delete;
-
-  void commit() {
-    session_.exec("COMMIT", deadline_);
-    done_ = true;
-  }
-
-private:
-  static constexpr auto rollback_grace = std::chrono::milliseconds(200);
-  pg_session& session_;
-  pg_deadline deadline_;
-  bool done_ = false;
-};
 
 pg_session_options session_options(std::string url, std::chrono::milliseconds statement_timeout,
                                    std::chrono::milliseconds connect_timeout) {
@@ -447,16 +386,17 @@ batch_result inbox_store::commit_batch(const std::vector<batch_entry>& entries,
                                        pg_deadline deadline) {
   deadline = connect_before(deadline);
   if (!waiting_.loaded())
-    waiting_.load(session_, deadline);
+    lifecycle::load_waiting(session_, deadline, waiting_);
   std::vector<std::string> key_storage;
   auto keys = resolve_bsuid_keys(session_, entries, key_storage, deadline);
   auto plan = plan_batch(entries, keys);
+  auto changes = lifecycle::plan_lifecycle(entries, keys, waiting_);
   batch_result result;
   result.outcomes.assign(entries.size(), write_outcome::accepted);
-  if (fits_known_path(entries) && !has_lifecycle_work(waiting_, entries, keys))
+  if (fits_known_path(entries) && changes.empty())
     write_known_first(entries, keys, plan, deadline, result);
   else
-    write_everything(entries, keys, plan, deadline, result);
+    write_everything(entries, keys, plan, changes, deadline, result);
   // Later copies of a message in the batch share its fate: stored once,
   // they are duplicates of it.
   for (size_t i = 0; i < entries.size(); ++i)
@@ -466,12 +406,16 @@ batch_result inbox_store::commit_batch(const std::vector<batch_entry>& entries,
 }
 
 // Every step in one pipeline: the upserts of contacts and conversations,
-// then messages, closings, statuses; lifecycle changes after them in the
-// same (then explicit) transaction.
+// then messages, closings, statuses, and the edits, deletions, number and
+// identity changes after the messages they may apply to. A batch with such
+// changes runs inside an explicit transaction: moving a contact takes a
+// round trip after the answers are read, and what the changes count as
+// holds only if the messages are stored with them.
 void inbox_store::write_everything(const std::vector<batch_entry>& entries,
                                    const std::vector<std::string_view>& keys,
-                                   const batch_plan& plan, pg_deadline deadline,
-                                   batch_result& result) {
+                                   const batch_plan& plan,
+                                   const lifecycle::lifecycle_plan& changes,
+                                   pg_deadline deadline, batch_result& result) {
   pg_pipeline pipeline;
   add_bsuid_links(pipeline, plan);
   add_contacts_and_conversations(pipeline, plan);
@@ -479,24 +423,24 @@ void inbox_store::write_everything(const std::vector<batch_entry>& entries,
   add_closings(pipeline, plan, entries, keys);
   auto statuses = add_statuses(pipeline, plan, entries);
   add_pending_for_outbound(pipeline, plan.outbound, entries);
+  auto lifecycle_slots = lifecycle::add_batch(pipeline, changes, entries, keys);
 
-  std::optional<open_transaction> txn;
-  if (has_lifecycle_work(waiting_, entries, keys))
-    txn.emplace(session_, deadline);
+  std::optional<pg_transaction> transaction;
+  if (!changes.empty())
+    transaction.emplace(session_, deadline);
   auto answers = pipeline.empty() ? std::vector<pg_rows>{} : session_.run(pipeline, deadline);
-  std::set<pair_key> inserted;
   if (messages)
-    require_resolved(read_messages(answers[*messages], plan.messages, entries, result, &inserted));
+    require_resolved(read_messages(answers[*messages], plan.messages, result));
   if (statuses)
     read_statuses(answers[*statuses], plan, entries, result);
-  if (txn) {
-    // Edits, deletions, number and identity changes: after the messages
-    // they may apply to, in the same transaction.
-    auto changes = lifecycle::write_batch(session_, deadline, waiting_, entries, keys, inserted,
-                                          result.outcomes);
-    result.pending.insert(result.pending.end(), changes.waiting.begin(), changes.waiting.end());
-    txn->commit();
-  }
+  if (!transaction)
+    return;
+  auto settled = lifecycle::finish_batch(session_, deadline, waiting_, changes, entries,
+                                         lifecycle_slots, answers);
+  for (const auto& [i, outcome] : settled.outcomes)
+    result.outcomes[i] = outcome;
+  result.pending.insert(result.pending.end(), settled.waiting.begin(), settled.waiting.end());
+  transaction->commit();
 }
 
 // The common case: the messages of existing conversations (and the
@@ -516,7 +460,7 @@ void inbox_store::write_known_first(const std::vector<batch_entry>& entries,
   auto answers = session_.run(known, deadline);
   std::vector<size_t> unresolved;
   if (messages)
-    unresolved = read_messages(answers[*messages], plan.messages, entries, result);
+    unresolved = read_messages(answers[*messages], plan.messages, result);
   if (statuses)
     read_statuses(answers[*statuses], plan, entries, result);
   if (unresolved.empty())
@@ -542,7 +486,7 @@ void inbox_store::write_known_first(const std::vector<batch_entry>& entries,
   rest_result.outcomes.assign(rest.size(), write_outcome::accepted);
   if (rest_messages)
     require_resolved(
-      read_messages(created_answers[*rest_messages], rest_plan.messages, rest, rest_result));
+      read_messages(created_answers[*rest_messages], rest_plan.messages, rest_result));
   for (size_t k = 0; k < rest.size(); ++k)
     result.outcomes[origin[k]] = rest_result.outcomes[k];
 }
@@ -553,11 +497,11 @@ void inbox_store::apply_pending(const std::vector<message_ref>& refs, pg_deadlin
   pg_array ws{pg_type::uuid};
   pg_array id{pg_type::text};
   for (const auto& [workspace, message] : refs) {
-    add_workspace(ws, workspace);
+    add_own_uuid(ws, workspace);
     id.add_text(message);
   }
   pg_pipeline pipeline;
-  pipeline.add(sql::name_of(statement::apply_pending_statuses), columns({&ws, &id}));
+  pipeline.add(sql::name_of(statement::apply_pending_statuses), take_columns({&ws, &id}));
   deadline = connect_before(deadline);
   session_.run(pipeline, deadline);
   lifecycle::apply_waiting(session_, deadline, waiting_, refs);
@@ -568,7 +512,7 @@ void inbox_store::sweep_pending(pg_deadline deadline) {
   pipeline.add(sql::name_of(statement::apply_all_pending_statuses), {});
   deadline = connect_before(deadline);
   session_.run(pipeline, deadline);
-  lifecycle::sweep(session_, deadline);
+  lifecycle::sweep(session_, deadline, waiting_);
 }
 
 std::vector<inbox_store::workspace_row>
@@ -577,7 +521,7 @@ inbox_store::find_workspaces(const std::vector<std::string>& phone_ids, pg_deadl
   for (const auto& id : phone_ids)
     ids.add_text(id);
   pg_pipeline pipeline;
-  pipeline.add(sql::name_of(statement::find_workspaces), columns({&ids}));
+  pipeline.add(sql::name_of(statement::find_workspaces), take_columns({&ids}));
   deadline = connect_before(deadline);
   auto rows = std::move(session_.run(pipeline, deadline).front());
   std::vector<workspace_row> found;

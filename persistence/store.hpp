@@ -92,7 +92,8 @@ public:
 private:
   void write_everything(const std::vector<batch_entry>& entries,
                         const std::vector<std::string_view>& keys, const batch_plan& plan,
-                        pg_deadline deadline, batch_result& result);
+                        const lifecycle::lifecycle_plan& changes, pg_deadline deadline,
+                        batch_result& result);
   void write_known_first(const std::vector<batch_entry>& entries,
                          const std::vector<std::string_view>& keys, const batch_plan& plan,
                          pg_deadline deadline, batch_result& result);

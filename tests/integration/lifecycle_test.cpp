@@ -553,6 +553,54 @@ BOOST_AUTO_TEST_CASE(old_number_after_the_change_belongs_to_someone_else) {
   BOOST_TEST(conversation(ws, ana_e164) == std::optional<std::string>{"1|1740000000|hello, I am Bo"});
 }
 
+BOOST_AUTO_TEST_CASE(chain_of_number_changes_before_and_after_twice) {
+  constexpr const char* third = "15551230003";
+  constexpr const char* third_e164 = "+15551230003";
+  auto after = suite().take_workspace();
+  auto before = suite().take_workspace();
+  // One delivery each: in one, the two would go to two writers (two
+  // customer keys), and the second could be written before the first moved
+  // anything, leaving the last step to the sweep.
+  const json changes[] = {number_change(ana, "wamid.NC.1", 1730000200, ana_new),
+                          number_change(ana_new, "wamid.NC.2", 1730000300, third)};
+  auto first = meta_text_message(ana, "wamid.NC.m", 1730000100, "from the first phone");
+  deliver_one(after, first);
+  for (int copy = 0; copy < 2; ++copy)
+    for (const auto& change : changes) {
+      expect_counts(deliver_one(after, change, json(nullptr)), copy == 0 ? 1 : 0,
+                    copy == 0 ? 0 : 1, "change after");
+      expect_counts(deliver_one(before, change, json(nullptr)), copy == 0 ? 1 : 0,
+                    copy == 0 ? 0 : 1, "change before");
+    }
+  BOOST_TEST(table_sizes(before) == "0/0/0");
+  // Both changes apply to the late message's contact in its own batch: the
+  // second from where the first left it.
+  expect_counts(deliver_one(before, first), 1, 0, "message after its changes");
+  for (const auto& ws : {after, before}) {
+    BOOST_TEST(table_sizes(ws) == "1/1/1");
+    BOOST_TEST(message(ws, "wamid.NC.m")->contact_phone == third_e164);
+    BOOST_TEST(contact_metadata(ws, third_e164)["previous_phones"]
+               == json::array({ana_e164, ana_new_e164}));
+    BOOST_TEST(conversation(ws, third_e164)
+               == std::optional<std::string>{"1|1730000100|from the first phone"});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(change_back_recorded_first_moves_nothing) {
+  auto ws = suite().take_workspace();
+  auto changes = json::array({number_change(ana, "wamid.NK.1", 1730000200, ana_new),
+                              number_change(ana_new, "wamid.NK.2", 1730000300, ana)});
+  for (int copy = 0; copy < 2; ++copy)
+    expect_counts(deliver_meta(ws, changes, json(nullptr)), copy == 0 ? 2 : 0,
+                  copy == 0 ? 0 : 2, "a change and its change back");
+  expect_counts(deliver_one(ws, meta_text_message(ana, "wamid.NK.m", 1730000100, "before both")),
+                1, 0, "message dated before both");
+  // Back on the first number: the customer's contact stays where it is.
+  BOOST_TEST(table_sizes(ws) == "1/1/1");
+  BOOST_TEST(message(ws, "wamid.NK.m")->contact_phone == ana_e164);
+  BOOST_TEST(!contact_metadata(ws, ana_e164).contains("previous_phones"));
+}
+
 BOOST_AUTO_TEST_CASE(kapso_number_change_before_and_after) {
   auto after = suite().take_workspace();
   auto before = suite().take_workspace();

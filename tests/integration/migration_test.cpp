@@ -1,4 +1,6 @@
 // SPEC §5 schema and migrations: columns, constraints, idempotence, adopting an existing database.
+#include <fstream>
+#include <sstream>
 #include <stdexcept>
 #include <thread>
 
@@ -218,9 +220,57 @@ CREATE TABLE messages (
 CREATE INDEX idx_messages_conversation ON messages(conversation_id, created_at DESC);
 )sql";
 
+// Every table column, index, constraint and function of the public schema,
+// one line each, sorted: two databases with the same lines have the same
+// schema.
+std::vector<std::string> schema_of(const test_database& db) {
+  auto rows = db.query(R"sql(
+SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' '
+       || coalesce(column_default, '') || ' ' || is_nullable
+FROM information_schema.columns WHERE table_schema = 'public'
+UNION ALL
+SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+UNION ALL
+SELECT 'constraint ' || conrelid::regclass || ' ' || pg_get_constraintdef(oid)
+FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+UNION ALL
+SELECT 'function ' || oid::regprocedure || ' ' || md5(pg_get_functiondef(oid))
+FROM pg_proc WHERE pronamespace = 'public'::regnamespace
+ORDER BY 1)sql");
+  std::vector<std::string> lines;
+  for (auto row : rows)
+    lines.push_back(text(row[0]));
+  return lines;
+}
+
+std::string migration_file(const std::string& name) {
+  std::ifstream in{std::string{KAPSO_SOURCE_DIR} + "/persistence/migrations/" + name};
+  BOOST_TEST_REQUIRE(in.good(), "cannot read migration " << name);
+  std::ostringstream sql;
+  sql << in.rdbuf();
+  return sql.str();
+}
+
 } // namespace
 
 BOOST_AUTO_TEST_SUITE(migrations)
+
+// The functions of 0003 moved into the server's statements and 0006 drops
+// them: a database that ran 0003 long ago ends where a fresh one does.
+BOOST_AUTO_TEST_CASE(database_with_the_lifecycle_functions_ends_like_a_fresh_one) {
+  test_database fresh;
+  test_database upgraded;
+  // Back to what a server before 0006 left: 0003's functions, 0006 not run.
+  upgraded.exec_script(migration_file("0003_message_lifecycle.sql"));
+  upgraded.query("DELETE FROM kapso_schema_migrations WHERE name = $1",
+                 std::string{"0006_lifecycle_functions_dropped.sql"});
+  BOOST_TEST_REQUIRE(schema_of(upgraded) != schema_of(fresh));
+  upgraded.migrate();
+  BOOST_TEST(schema_of(upgraded) == schema_of(fresh), boost::test_tools::per_element());
+  BOOST_TEST(fresh.value("SELECT string_agg(proname, ' ' ORDER BY proname) FROM pg_proc "
+                         "WHERE pronamespace = 'public'::regnamespace")
+             == std::optional<std::string>{"kapso_preview kapso_status_rank"});
+}
 
 BOOST_AUTO_TEST_CASE(fresh_database_gets_the_inbox_schema) {
   test_database db;

@@ -257,7 +257,8 @@ void add_previous_phone(json& list, const std::string& phone, const std::string&
     list.push_back(phone);
 }
 
-// Moves the customer who changed number like kapso_move_contact does.
+// Moves the customer who changed number like the server does (plan_move in
+// persistence/lifecycle_plan.cpp and the move statements it chooses).
 void apply_number_change(std::vector<customer>& customers,
                          const std::map<message_key, model_message>& messages,
                          const std::string& ws, const event& change,
