@@ -168,23 +168,20 @@ BOOST_AUTO_TEST_CASE(outage_is_spooled_and_replayed_in_order_once) {
   for (auto id : {"wamid.spool.1", "wamid.spool.2", "wamid.spool.3"})
     BOOST_TEST(rows_of_message(db, ws, id) == 1, id);
   // In order: the spool is replayed in the order the deliveries were
-  // answered, each record in a transaction of its own, so the rows' creating
-  // transactions (xmin) follow the sending order. (Their timestamps rise too,
+  // answered, several records to a transaction, so the rows' creating
+  // transactions (xmin) and, within one, their places in the heap of this
+  // test's own table follow the sending order. (Their timestamps rise too,
   // but nothing derived from timestamps depends on the order of writes.)
   std::vector<std::string> replay_order;
   for (const auto& row : db.query("SELECT kapso_message_id FROM messages "
                                   "WHERE workspace_id = $1::uuid "
                                   "AND kapso_message_id LIKE 'wamid.spool.%' "
-                                  "ORDER BY xmin::text::bigint",
+                                  "ORDER BY xmin::text::bigint, ctid",
                                   ws.id))
     replay_order.push_back(row[0].c_str());
   BOOST_TEST(replay_order == (std::vector<std::string>{"wamid.spool.1", "wamid.spool.2",
                                                         "wamid.spool.3"}),
              boost::test_tools::per_element());
-  BOOST_TEST(db.count("SELECT count(DISTINCT xmin::text) FROM messages "
-                      "WHERE workspace_id = $1::uuid AND kapso_message_id LIKE 'wamid.spool.%'",
-                      ws.id)
-             == 3, "the replay did not write the three spooled deliveries one after another");
   BOOST_TEST(db.value("SELECT unread_count || '|' || last_message_preview || '|' "
                       "|| extract(epoch FROM last_message_at)::bigint FROM conversations "
                       "WHERE workspace_id = $1::uuid",
