@@ -53,29 +53,67 @@ std::map<row_key, bool> read_changed(const pg_rows& rows) {
   return out;
 }
 
+// The columns of a statement over the batch's entries `which`, one array
+// each (a statement spends its arrays: each call builds a new one).
+class entry_columns {
+public:
+  entry_columns(const std::vector<size_t>& which, const std::vector<batch_entry>& entries)
+    : which_(which), entries_(entries) {}
+
+  // `fill(array, event)` adds the event's value.
+  template <class Fill>
+  pg_array of(pg_type type, Fill fill) const {
+    pg_array out{type};
+    for (auto i : which_)
+      fill(out, *entries_[i].ev);
+    return out;
+  }
+  pg_array text(const std::string event::*field) const {
+    return of(pg_type::text, [field](pg_array& a, const event& ev) { a.add_text(ev.*field); });
+  }
+  pg_array text_or_null(const std::string event::*field) const {
+    return of(pg_type::text,
+              [field](pg_array& a, const event& ev) { a.add_text_or_null(ev.*field); });
+  }
+  pg_array workspaces() const {
+    pg_array out{pg_type::uuid};
+    for (auto i : which_)
+      add_own_uuid(out, entries_[i].workspace_id);
+    return out;
+  }
+  pg_array timestamps() const {
+    pg_array out{pg_type::int8};
+    for (auto i : which_)
+      out.add_int8(entries_[i].timestamp);
+    return out;
+  }
+  // The contact keys as the batch resolved them.
+  pg_array keys(const std::vector<std::string_view>& keys) const {
+    pg_array out{pg_type::text};
+    for (auto i : which_)
+      out.add_text(keys[i]);
+    return out;
+  }
+
+private:
+  const std::vector<size_t>& which_;
+  const std::vector<batch_entry>& entries_;
+};
+
 // -- edits and revokes ------------------------------------------------------------
 
-size_t add_stage_message_changes(pg_pipeline& pipeline, const lifecycle_plan& plan,
-                                 const std::vector<batch_entry>& entries) {
-  pg_array ws{pg_type::uuid};
-  pg_array event_id{pg_type::text};
-  pg_array original{pg_type::text};
-  pg_array kind{pg_type::text};
-  pg_array ts{pg_type::int8};
-  pg_array content{pg_type::text};
-  pg_array media_url{pg_type::text};
-  pg_array metadata{pg_type::jsonb};
-  for (auto i : plan.message_changes) {
-    const auto& ev = *entries[i].ev;
-    add_own_uuid(ws, entries[i].workspace_id);
-    event_id.add_text(ev.message_id);
-    original.add_text(ev.original_message_id);
-    kind.add_text(ev.kind == event_kind::message_edit ? "edit" : "revoke");
-    ts.add_int8(entries[i].timestamp);
-    content.add_text_or_null(ev.content);
-    media_url.add_text_or_null(ev.media_url);
-    metadata.add_jsonb(ev.metadata_json);
-  }
+size_t add_stage_message_changes(pg_pipeline& pipeline, const entry_columns& changes) {
+  auto ws = changes.workspaces();
+  auto event_id = changes.text(&event::message_id);
+  auto original = changes.text(&event::original_message_id);
+  auto kind = changes.of(pg_type::text, [](pg_array& a, const event& ev) {
+    a.add_text(ev.kind == event_kind::message_edit ? "edit" : "revoke");
+  });
+  auto ts = changes.timestamps();
+  auto content = changes.text_or_null(&event::content);
+  auto media_url = changes.text_or_null(&event::media_url);
+  auto metadata = changes.of(pg_type::jsonb,
+                             [](pg_array& a, const event& ev) { a.add_jsonb(ev.metadata_json); });
   return add(pipeline, statement::stage_message_changes,
              {&ws, &event_id, &original, &kind, &ts, &content, &media_url, &metadata});
 }
@@ -91,51 +129,32 @@ std::pair<size_t, size_t> add_apply_message_changes(pg_pipeline& pipeline,
 
 // -- identity and number changes ----------------------------------------------------
 
-size_t add_note_identity_changes(pg_pipeline& pipeline, const lifecycle_plan& plan,
-                                 const std::vector<batch_entry>& entries,
+size_t add_note_identity_changes(pg_pipeline& pipeline, const entry_columns& identities,
                                  const std::vector<std::string_view>& keys) {
-  pg_array ws{pg_type::uuid};
-  pg_array event_id{pg_type::text};
-  pg_array phone{pg_type::text};
-  pg_array bsuid{pg_type::text};
-  pg_array name{pg_type::text};
-  pg_array ts{pg_type::int8};
-  pg_array hash{pg_type::text};
-  for (auto i : plan.identity_changes) {
-    const auto& ev = *entries[i].ev;
-    add_own_uuid(ws, entries[i].workspace_id);
-    event_id.add_text(ev.message_id);
-    phone.add_text(keys[i]);
-    bsuid.add_text_or_null(ev.contact_bsuid);
-    name.add_text_or_null(ev.contact_name);
-    ts.add_int8(entries[i].timestamp);
-    hash.add_text(ev.identity_hash);
+  {
+    auto ws = identities.workspaces();
+    auto phone = identities.keys(keys);
+    auto bsuid = identities.text_or_null(&event::contact_bsuid);
+    add(pipeline, statement::lock_identity_contacts, {&ws, &phone, &bsuid});
   }
-  // Copies: each statement spends its arrays.
-  auto lock_ws = ws;
-  auto lock_phone = phone;
-  auto lock_bsuid = bsuid;
-  add(pipeline, statement::lock_identity_contacts, {&lock_ws, &lock_phone, &lock_bsuid});
+  auto ws = identities.workspaces();
+  auto event_id = identities.text(&event::message_id);
+  auto phone = identities.keys(keys);
+  auto bsuid = identities.text_or_null(&event::contact_bsuid);
+  auto name = identities.text_or_null(&event::contact_name);
+  auto ts = identities.timestamps();
+  auto hash = identities.text(&event::identity_hash);
   return add(pipeline, statement::note_identity_changes,
              {&ws, &event_id, &phone, &bsuid, &name, &ts, &hash});
 }
 
-size_t add_record_number_changes(pg_pipeline& pipeline, const lifecycle_plan& plan,
-                                 const std::vector<batch_entry>& entries,
+size_t add_record_number_changes(pg_pipeline& pipeline, const entry_columns& changes,
                                  const std::vector<std::string_view>& keys) {
-  pg_array ws{pg_type::uuid};
-  pg_array event_id{pg_type::text};
-  pg_array old_phone{pg_type::text};
-  pg_array new_phone{pg_type::text};
-  pg_array ts{pg_type::int8};
-  for (auto i : plan.number_changes) {
-    const auto& ev = *entries[i].ev;
-    add_own_uuid(ws, entries[i].workspace_id);
-    event_id.add_text(ev.message_id);
-    old_phone.add_text(keys[i]);
-    new_phone.add_text(ev.new_contact_phone);
-    ts.add_int8(entries[i].timestamp);
-  }
+  auto ws = changes.workspaces();
+  auto event_id = changes.text(&event::message_id);
+  auto old_phone = changes.keys(keys);
+  auto new_phone = changes.text(&event::new_contact_phone);
+  auto ts = changes.timestamps();
   return add(pipeline, statement::record_number_changes,
              {&ws, &event_id, &old_phone, &new_phone, &ts});
 }
@@ -354,15 +373,15 @@ pipeline_slots add_batch(pg_pipeline& pipeline, const lifecycle_plan& plan,
   // stored: this batch's own, and those other events waited for.
   pipeline_slots slots;
   if (!plan.message_changes.empty())
-    slots.staged = add_stage_message_changes(pipeline, plan, entries);
+    slots.staged = add_stage_message_changes(pipeline, {plan.message_changes, entries});
   if (!plan.originals.empty())
     std::tie(slots.stored, slots.applied) = add_apply_message_changes(pipeline, plan.originals);
   if (!plan.identity_changes.empty())
-    slots.identities = add_note_identity_changes(pipeline, plan, entries, keys);
+    slots.identities = add_note_identity_changes(pipeline, {plan.identity_changes, entries}, keys);
   // Number changes, recorded, then read with the contacts of the old
   // numbers: also when this batch wrote to an old number again.
   if (!plan.number_changes.empty())
-    slots.recorded = add_record_number_changes(pipeline, plan, entries, keys);
+    slots.recorded = add_record_number_changes(pipeline, {plan.number_changes, entries}, keys);
   if (!plan.number_keys.empty())
     slots.number_states = add_read_number_changes(pipeline, plan.number_keys);
   return slots;
