@@ -76,4 +76,14 @@ prefill_result prefill_conversations(pqxx::connection_base& db,
   return result;
 }
 
+wal_counters read_wal_counters(pqxx::connection_base& db) {
+  pqxx::nontransaction tx{db, "bench_wal"};
+  auto row = tx.exec1(
+    "SELECT l::text, (l - '0/0'::pg_lsn)::int8, w.wal_records, w.wal_fpi, "
+    "b.checkpoints_timed + b.checkpoints_req "
+    "FROM pg_current_wal_lsn() l, pg_stat_wal w, pg_stat_bgwriter b");
+  return {row[0].c_str(), row[1].as<int64_t>(), row[2].as<int64_t>(), row[3].as<int64_t>(),
+          row[4].as<int64_t>()};
+}
+
 } // namespace kapso::bench

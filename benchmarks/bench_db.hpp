@@ -38,4 +38,16 @@ prefill_result prefill_conversations(pqxx::connection_base& db,
                                      const std::vector<std::string>& workspace_ids,
                                      uint32_t conversations);
 
+// The WAL the whole PostgreSQL server has written so far: the insert
+// position in bytes (exact), and pg_stat_wal's records and full-page images
+// (flushed by each backend at most once a second) and the checkpoints done.
+struct wal_counters {
+  std::string lsn; // as PostgreSQL prints it, for pg_waldump --start/--end
+  int64_t bytes = 0;
+  int64_t records = 0;
+  int64_t full_page_images = 0;
+  int64_t checkpoints = 0;
+};
+wal_counters read_wal_counters(pqxx::connection_base& db);
+
 } // namespace kapso::bench

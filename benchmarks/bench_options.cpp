@@ -58,6 +58,8 @@ database
   --prefill                 with --setup: then create all --conversations contacts
                             and conversations (empty), so events go to existing ones
   --verify                  check the database against what was acknowledged
+  --wal                     report the WAL the PostgreSQL server wrote over the
+                            load (bytes, records, full-page images), per event
 
 output
   --json FILE               write the results as JSON
@@ -75,6 +77,7 @@ enum option_id : int {
   opt_drain, opt_form, opt_batch_size, opt_workspaces, opt_conversations,
   opt_zipf, opt_retry_fraction, opt_secret, opt_prefix, opt_seed,
   opt_pool, opt_max_pool_mb, opt_database_url, opt_setup, opt_prefill, opt_verify,
+  opt_wal,
   opt_json, opt_plot, opt_label, opt_cpu_pid, opt_quiet, opt_help, opt_phases, opt_cycle,
 };
 
@@ -107,6 +110,7 @@ const option long_options[] = {
   {"setup", no_argument, nullptr, opt_setup},
   {"prefill", no_argument, nullptr, opt_prefill},
   {"verify", no_argument, nullptr, opt_verify},
+  {"wal", no_argument, nullptr, opt_wal},
   {"json", required_argument, nullptr, opt_json},
   {"plot", required_argument, nullptr, opt_plot},
   {"label", required_argument, nullptr, opt_label},
@@ -312,6 +316,9 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv) {
       case opt_verify:
         opts.verify = true;
         break;
+      case opt_wal:
+        opts.wal = true;
+        break;
       case opt_json:
         opts.json_file = optarg;
         break;
@@ -343,8 +350,8 @@ std::optional<bench_options> parse_bench_options(int argc, char** argv) {
     bad("workspaces", "must not exceed --conversations (each workspace needs one)");
   if (opts.prefill && !opts.setup)
     bad("prefill", "needs --setup (it fills the workspaces that --setup empties)");
-  if ((opts.setup || opts.verify) && opts.database_url.empty())
-    throw std::invalid_argument("--setup/--verify need --database-url or $DATABASE_URL");
+  if ((opts.setup || opts.verify || opts.wal) && opts.database_url.empty())
+    throw std::invalid_argument("--setup/--verify/--wal need --database-url or $DATABASE_URL");
   // --requests alone means "send them all"; an hour still bounds the run.
   if (opts.requests > 0 && !opts.duration_given)
     opts.duration = 3600;

@@ -58,6 +58,7 @@ struct bench_options {
   bool setup = false;
   bool prefill = false;      // with setup: create every conversation before the run
   bool verify = false;
+  bool wal = false;          // report the WAL PostgreSQL wrote over the load
 
   // output
   std::string json_file;

@@ -50,6 +50,18 @@ void run_setup(const bench_options& opts, const workload& wl) {
     std::this_thread::sleep_for(std::chrono::milliseconds{1500});
 }
 
+// The insert position right after the load; pg_stat_wal once the backends
+// have flushed their last second's counters (PostgreSQL 15 flushes them at
+// most once a second, and within a second of going idle).
+wal_usage wal_over_load(pqxx::connection_base& db, const wal_counters& before) {
+  auto end = read_wal_counters(db);
+  std::this_thread::sleep_for(std::chrono::milliseconds{1200});
+  auto after = read_wal_counters(db);
+  return {before.lsn, end.lsn, end.bytes - before.bytes, after.records - before.records,
+          after.full_page_images - before.full_page_images,
+          after.checkpoints - before.checkpoints};
+}
+
 expected_state expected_from(const bench_options& opts, const workload& wl,
                              const run_result& result) {
   expected_state expected;
@@ -104,10 +116,19 @@ int run(bench_options opts) {
   if (opts.setup)
     run_setup(opts, wl);
 
+  // The WAL connection is opened before the load and idle during it.
+  std::optional<pqxx::connection> wal_db;
+  std::optional<wal_counters> wal_before;
+  if (opts.wal) {
+    wal_db.emplace(opts.database_url);
+    wal_before = read_wal_counters(*wal_db);
+  }
   std::vector<std::optional<double>> cpu_before;
   for (auto& target : opts.cpu_targets)
     cpu_before.push_back(process_tree_cpu_seconds(target.pid));
   auto result = run_load(opts, wl);
+  if (wal_before)
+    result.wal = wal_over_load(*wal_db, *wal_before);
   for (size_t i = 0; i < opts.cpu_targets.size(); ++i) {
     auto& target = opts.cpu_targets[i];
     auto after = process_tree_cpu_seconds(target.pid);

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,15 @@ struct phase_result {
   latency_histogram latency;      // of the answers 200
 };
 
+// What the PostgreSQL server wrote to its WAL over the load (--wal).
+struct wal_usage {
+  std::string from, to;         // insert positions (LSNs) before and after
+  int64_t bytes = 0;            // their difference: exact
+  int64_t records = 0;          // pg_stat_wal: flushed by backends about once a second
+  int64_t full_page_images = 0;
+  int64_t checkpoints = 0;      // timed and requested, begun during the load
+};
+
 struct run_result {
   // The measurement window: [warm-up end, duration end or last answer].
   double window_start = 0; // seconds since the run started
@@ -66,6 +76,7 @@ struct run_result {
   std::vector<second_sample> seconds; // the whole run: warm-up, window, drain
   std::vector<cpu_usage> cpu;          // --cpu-pid, filled in by the caller
   std::vector<phase_result> phases;    // --phases
+  std::optional<wal_usage> wal;        // --wal, filled in by the caller
 
   std::vector<uint8_t> delivery_flags; // delivery_flag bits, per pool delivery
   uint64_t unique_sent = 0;

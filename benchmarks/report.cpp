@@ -34,6 +34,11 @@ double per_event_us(const cpu_usage& cpu, const bench_options& opts, const run_r
   return per_request_us(cpu, r) / per;
 }
 
+double per_event(double total, const bench_options& opts, const run_result& r) {
+  auto per = opts.form == payload_form::batch ? opts.batch_size : 1;
+  return r.attempts > 0 ? total / static_cast<double>(r.attempts) / per : 0;
+}
+
 std::string number(double v) {
   char buf[32];
   std::snprintf(buf, sizeof(buf), "%g", v);
@@ -143,6 +148,17 @@ void print_summary(std::FILE* out, const bench_options& opts, const workload& wl
     std::fprintf(out, "  cpu         %s (pid %d): %.2f s, %.1f us per request, %.1f us per event\n",
                  cpu.name.c_str(), cpu.pid, cpu.seconds, per_request_us(cpu, r),
                  per_event_us(cpu, opts, r));
+  if (r.wal)
+    std::fprintf(out,
+                 "  wal         %.1f MB, %.0f bytes per event; %lld records, %lld full-page "
+                 "images (%.2f per event), %lld checkpoints; LSN %s to %s\n",
+                 static_cast<double>(r.wal->bytes) / 1e6,
+                 per_event(static_cast<double>(r.wal->bytes), opts, r),
+                 static_cast<long long>(r.wal->records),
+                 static_cast<long long>(r.wal->full_page_images),
+                 per_event(static_cast<double>(r.wal->full_page_images), opts, r),
+                 static_cast<long long>(r.wal->checkpoints), r.wal->from.c_str(),
+                 r.wal->to.c_str());
   std::fprintf(out,
                "  deliveries  %llu sent, %llu acknowledged, %llu never acknowledged "
                "(%llu events); %llu abandoned at drain end\n",
@@ -267,6 +283,17 @@ nlohmann::json to_json(const bench_options& opts, const workload& wl,
     out["cpu_" + cpu.name + "_seconds"] = cpu.seconds;
     out["cpu_" + cpu.name + "_us_per_request"] = per_request_us(cpu, r);
     out["cpu_" + cpu.name + "_us_per_event"] = per_event_us(cpu, opts, r);
+  }
+  if (r.wal) {
+    out["wal_bytes"] = r.wal->bytes;
+    out["wal_bytes_per_event"] = per_event(static_cast<double>(r.wal->bytes), opts, r);
+    out["wal_records"] = r.wal->records;
+    out["wal_full_page_images"] = r.wal->full_page_images;
+    out["wal_full_page_images_per_event"]
+      = per_event(static_cast<double>(r.wal->full_page_images), opts, r);
+    out["wal_checkpoints"] = r.wal->checkpoints;
+    out["wal_from_lsn"] = r.wal->from;
+    out["wal_to_lsn"] = r.wal->to;
   }
   uint64_t non_200 = r.timeouts + r.io_errors;
   for (auto& [status, count] : r.statuses)

@@ -18,7 +18,11 @@
 # LARGE_CONVERSATIONS (500000), FLOOR_ROUNDS (3), FIXED_BOUND (s, 600: the
 # longest a fixed-work scenario may take), SEED (1), ONLY (scenario names),
 # SERVER_PORT (18081), CEILING_PORT (18080), SERVER_ARGS (extra kapso-ingest
-# flags), RESULTS_DIR, KAPSO_WEBHOOK_SECRET.
+# flags), KAPSO_BINARY (the kapso-ingest to measure, default the build's),
+# BASELINE_BINARY (another kapso-ingest, e.g. built from the commit before a
+# change: every scenario runs with it too, just before, as NAME@base),
+# RESULTS_DIR, KAPSO_WEBHOOK_SECRET. CEILING_DURATION=0 or FLOOR_ROUNDS=0
+# leaves the ceiling or the floor out.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)"
@@ -36,6 +40,7 @@ ONLY="${ONLY:-}"
 SERVER_PORT="${SERVER_PORT:-18081}"
 CEILING_PORT="${CEILING_PORT:-18080}"
 SERVER_ARGS="${SERVER_ARGS:-}"
+BASELINE_BINARY="${BASELINE_BINARY:-}"
 RESULTS_DIR="${RESULTS_DIR:-$ROOT/benchmarks/results/$(date +%Y%m%d-%H%M%S)}"
 export KAPSO_WEBHOOK_SECRET="${KAPSO_WEBHOOK_SECRET:-kapso-bench-secret}"
 BATCH_SIZE=50
@@ -58,9 +63,10 @@ source "$ROOT/scripts/lib.sh"
 kapso_install_packages
 kapso_build kapso-ingest kapso-bench trivial-server
 kapso_database
+BINARY="${KAPSO_BINARY:-$BINARY}"
 BENCH="$BUILD_DIR/kapso-bench"
 TRIVIAL="$BUILD_DIR/trivial-server"
-for tool in "$BINARY" "$BENCH" "$TRIVIAL"; do
+for tool in "$BINARY" "$BENCH" "$TRIVIAL" ${BASELINE_BINARY:+"$BASELINE_BINARY"}; do
   [ -x "$tool" ] || die "$tool is missing: build it first"
 done
 command -v curl >/dev/null 2>&1 || die "curl is needed to wait for /readyz"
@@ -128,6 +134,9 @@ num() {
 
 # -- 1. the ceiling: same harness, a server that does nothing -------------------------
 
+CEILING=""
+POOL=""
+if [ "$CEILING_DURATION" -gt 0 ]; then
 kapso_port_busy "$CEILING_PORT" && die "port $CEILING_PORT is in use (set CEILING_PORT)"
 "$TRIVIAL" --port "$CEILING_PORT" >"$RESULTS_DIR/trivial-server.log" 2>&1 &
 TRIVIAL_PID=$!
@@ -147,13 +156,16 @@ log "ceiling: $(num "$CEILING" %.0f) deliveries/s"
 # Closed loop cannot exceed the ceiling: pre-build just enough deliveries.
 POOL="$(awk -v c="$CEILING" -v d="$DURATION" -v w="$WARMUP" \
   'BEGIN { printf "%d", c * (d + w) * 1.1 + 1000 }')"
+fi
 
 # -- 2. the floor: PostgreSQL alone, one statement, same shape as batch50-new10k ---------
 
 log "floor: one INSERT of $NEW_EVENTS message rows over $SMALL_CONVERSATIONS conversations," \
   "$FLOOR_ROUNDS rounds"
 FLOOR=""
-if ROWS="$NEW_EVENTS" CONVERSATIONS="$SMALL_CONVERSATIONS" ROUNDS="$FLOOR_ROUNDS" \
+if [ "$FLOOR_ROUNDS" = 0 ]; then
+  log "floor left out (FLOOR_ROUNDS=0)"
+elif ROWS="$NEW_EVENTS" CONVERSATIONS="$SMALL_CONVERSATIONS" ROUNDS="$FLOOR_ROUNDS" \
     FLOOR_JSON="$RESULTS_DIR/floor.json" KAPSO_SKIP_PACKAGES=1 KAPSO_BUILD_DIR="$BUILD_DIR" \
     timeout --kill-after=10 "$FIXED_BOUND" bash "$ROOT/benchmarks/pg_floor.sh" \
     >"$RESULTS_DIR/floor.txt" 2>&1; then
@@ -169,11 +181,11 @@ fi
 # seconds after WARMUP; fixed ones send a fixed amount of work (--requests)
 # from the first second and are measured until the last answer.
 SCENARIOS=(
-  "single|timed|--form single --retry-fraction 0 --pool $POOL"
+  "single|timed|--form single --retry-fraction 0 ${POOL:+--pool $POOL}"
   "batch50|timed|--form batch --batch-size $BATCH_SIZE --retry-fraction 0"
-  "meta|timed|--form meta --retry-fraction 0 --pool $POOL"
+  "meta|timed|--form meta --retry-fraction 0 ${POOL:+--pool $POOL}"
   "zipf+retries|timed|--form single --zipf 1.1 --retry-fraction 0.05 --workspaces 4
-    --conversations 10000 --pool $POOL"
+    --conversations 10000 ${POOL:+--pool $POOL}"
   "batch50-new10k|fixed|--form batch --batch-size $BATCH_SIZE --retry-fraction 0
     --conversations $SMALL_CONVERSATIONS --requests $BATCHES"
   "batch50-new500k|fixed|--form batch --batch-size $BATCH_SIZE --retry-fraction 0
@@ -190,15 +202,15 @@ selected() {
   return 1
 }
 
-# Starts kapso-ingest on a fresh database; sets SERVER_PID.
+# Starts kapso-ingest ($1 the binary) on a fresh database; sets SERVER_PID.
 start_server() {
-  local name="$1" url="$2"
+  local binary="$1" name="$2" url="$3"
   kapso_port_busy "$SERVER_PORT" && die "port $SERVER_PORT is in use (set SERVER_PORT)"
-  DATABASE_URL="$url" "$BINARY" migrate >"$RESULTS_DIR/$name.migrate.log" 2>&1 \
+  DATABASE_URL="$url" "$binary" migrate >"$RESULTS_DIR/$name.migrate.log" 2>&1 \
     || { cat "$RESULTS_DIR/$name.migrate.log" >&2; die "migration failed"; }
   mkdir -p "$RESULTS_DIR/$name.server"
   # shellcheck disable=SC2086  # SERVER_ARGS is a list of flags
-  (cd "$RESULTS_DIR/$name.server" && DATABASE_URL="$url" exec "$BINARY" \
+  (cd "$RESULTS_DIR/$name.server" && DATABASE_URL="$url" exec "$binary" \
     --http.host=127.0.0.1 --http.port="$SERVER_PORT" \
     --spool.dir="$RESULTS_DIR/$name.server/spool" $SERVER_ARGS) \
     >"$RESULTS_DIR/$name.server.log" 2>&1 &
@@ -223,18 +235,22 @@ ROWS=()
 SUMMARY=()
 failed=0
 count=0
-for scenario in "${SCENARIOS[@]}"; do
-  IFS='|' read -r name kind arguments <<<"$(printf '%s' "$scenario" | tr '\n' ' ')"
-  selected "$name" || continue
-  read -r -a args <<<"$arguments"
-  count=$((count + 1))
-  file="$RESULTS_DIR/$name.json"
+
+# One scenario with one binary: name (NAME or NAME@base), binary, kind,
+# kapso-bench arguments (an array's elements).
+run_scenario() {
+  local name="$1" binary="$2" kind="$3"
+  shift 3
+  local args=("$@")
+  local file="$RESULTS_DIR/$name.json"
+  local database scratch_url load bound status rss peak verify stop_reason
+  local dps eps cpu_server cpu_postgres wal fpi p50 p99 window row item
   database="kapso_bench_$(printf '%s' "$name" | tr -c 'a-z0-9' '_')_$$"
   scratch_url="$(printf '%s' "$ADMIN_URL" | sed -E "s#/[^/?]*([?].*)?\$#/$database\\1#")"
   drop_database "$database"
   psql "$ADMIN_URL" -qXc "CREATE DATABASE $database" >/dev/null
   SCRATCH_DATABASES+=("$database")
-  start_server "$name" "$scratch_url"
+  start_server "$binary" "$name" "$scratch_url"
 
   if [ "$kind" = fixed ]; then
     load=(--duration "$FIXED_BOUND" --warmup 0)
@@ -245,15 +261,15 @@ for scenario in "${SCENARIOS[@]}"; do
   fi
   log "scenario $name: ${args[*]} ${load[*]}"
   # CPU over the load only (not pre-building, --setup, --prefill, --verify),
-  # read by kapso-bench from /proc.
-  cpu=(--cpu-pid "server=$SERVER_PID")
+  # read by kapso-bench from /proc; the WAL the server wrote meanwhile.
+  local cpu=(--cpu-pid "server=$SERVER_PID")
   [ -z "$POSTMASTER_PID" ] || cpu+=(--cpu-pid "postgres=$POSTMASTER_PID")
   status=0
   timeout --signal=INT --kill-after=10 "$bound" "$BENCH" \
     --url "http://127.0.0.1:$SERVER_PORT/api/webhook/kapso" --database-url "$scratch_url" \
-    --connections "$CONNECTIONS" --seed "$SEED" --setup --verify --quiet --label "$name" \
-    --json "$file" --plot "$RESULTS_DIR/$name.svg" "${cpu[@]}" "${load[@]}" "${args[@]}" \
-    >"$RESULTS_DIR/$name.txt" 2>&1 || status=$?
+    --connections "$CONNECTIONS" --seed "$SEED" --setup --verify --wal --quiet \
+    --label "$name" --json "$file" --plot "$RESULTS_DIR/$name.svg" "${cpu[@]}" \
+    "${load[@]}" "${args[@]}" >"$RESULTS_DIR/$name.txt" 2>&1 || status=$?
   rss="$(memory_mb "$SERVER_PID" VmRSS)"
   peak="$(memory_mb "$SERVER_PID" VmHWM)"
   if ! kill -0 "$SERVER_PID" 2>/dev/null; then
@@ -264,12 +280,12 @@ for scenario in "${SCENARIOS[@]}"; do
   drop_database "$database"
 
   if [ ! -s "$file" ]; then
-    ROWS+=("$name|-|-|-|-|-|-|ERROR($status)|$rss|$peak|-|-")
+    ROWS+=("$name|-|-|-|-|-|-|ERROR($status)|$rss|$peak|-|-|-")
     SUMMARY+=("{\"scenario\": \"$name\", \"verify\": \"ERROR($status)\"}")
     RESULT[$name.verify]="ERROR"
     failed=1
     log "scenario $name: no result (exit $status, see $RESULTS_DIR/$name.txt)"
-    continue
+    return 0
   fi
   verify="$(json_value "$file" ok)"
   case "$verify" in
@@ -287,6 +303,8 @@ for scenario in "${SCENARIOS[@]}"; do
   eps="$(json_value "$file" events_per_second)"
   cpu_server="$(num "$(json_value "$file" cpu_server_us_per_event)" %.1f)"
   cpu_postgres="$(num "$(json_value "$file" cpu_postgres_us_per_event)" %.1f)"
+  wal="$(num "$(json_value "$file" wal_bytes_per_event)" %.0f)"
+  fpi="$(num "$(json_value "$file" wal_full_page_images_per_event)" %.3f)"
   p50="$(json_value "$file" p50)"
   p99="$(json_value "$file" p99)"
   window="$(json_value "$file" window_seconds)"
@@ -294,19 +312,33 @@ for scenario in "${SCENARIOS[@]}"; do
   RESULT[$name.eps]="$eps"
   RESULT[$name.p99]="$p99"
   RESULT[$name.cpu]="$cpu_server"
+  RESULT[$name.pgcpu]="$cpu_postgres"
+  RESULT[$name.wal]="$wal"
   RESULT[$name.verify]="$verify"
   row="$name|$(num "$dps" %.0f)|$(num "$eps" %.0f)|$(num "$p50" %.2f)|$(num "$p99" %.2f)"
   row+="|$(num "$window" %.1f)|$(json_value "$file" non_200)|$verify|$rss|$peak"
-  ROWS+=("$row|$cpu_server|$cpu_postgres")
+  ROWS+=("$row|$cpu_server|$cpu_postgres|$wal")
   item="{\"scenario\": \"$name\", \"result\": \"$name.json\", \"plot\": \"$name.svg\","
   item+=" \"deliveries_per_second\": ${dps:-null}, \"events_per_second\": ${eps:-null},"
   item+=" \"p50_ms\": ${p50:-null}, \"p99_ms\": ${p99:-null}, \"window_seconds\": ${window:-null},"
   item+=" \"verify\": \"$verify\", \"server_rss_mb\": \"$rss\", \"server_peak_rss_mb\": \"$peak\","
   item+=" \"server_cpu_us_per_event\": \"$cpu_server\","
-  item+=" \"postgres_cpu_us_per_event\": \"$cpu_postgres\"}"
+  item+=" \"postgres_cpu_us_per_event\": \"$cpu_postgres\","
+  item+=" \"wal_bytes_per_event\": \"$wal\", \"wal_full_page_images_per_event\": \"$fpi\"}"
   SUMMARY+=("$item")
   log "scenario $name: $(num "$dps" %.0f) deliveries/s, $(num "$eps" %.0f) events/s," \
-    "verify $verify, server RSS ${rss} MB, server CPU $cpu_server us/event"
+    "verify $verify, server CPU $cpu_server us/event, PostgreSQL $cpu_postgres us/event," \
+    "WAL $wal bytes/event"
+}
+
+for scenario in "${SCENARIOS[@]}"; do
+  IFS='|' read -r name kind arguments <<<"$(printf '%s' "$scenario" | tr '\n' ' ')"
+  selected "$name" || continue
+  read -r -a args <<<"$arguments"
+  count=$((count + 1))
+  # The baseline just before: the two rows of a scenario are minutes apart.
+  [ -z "$BASELINE_BINARY" ] || run_scenario "$name@base" "$BASELINE_BINARY" "$kind" "${args[@]}"
+  run_scenario "$name" "$BINARY" "$kind" "${args[@]}"
 done
 [ "$count" -gt 0 ] || die "ONLY='$ONLY' names no scenario"
 
@@ -351,10 +383,11 @@ target "server CPU us per batched event (batch50)" "${RESULT[batch50.cpu]:--}" "
 verified=0
 ok_runs=0
 for scenario in "${SCENARIOS[@]}"; do
-  name="${scenario%%|*}"
-  [ -n "${RESULT[$name.verify]:-}" ] || continue
-  verified=$((verified + 1))
-  [ "${RESULT[$name.verify]}" = OK ] && ok_runs=$((ok_runs + 1))
+  for name in "${scenario%%|*}@base" "${scenario%%|*}"; do
+    [ -n "${RESULT[$name.verify]:-}" ] || continue
+    verified=$((verified + 1))
+    [ "${RESULT[$name.verify]}" = OK ] && ok_runs=$((ok_runs + 1))
+  done
 done
 target "runs verified (0 lost, duplicated, miscounted)" "$ok_runs" ">=" "$verified"
 
@@ -380,11 +413,12 @@ INFO=(
   # pg_floor.sh's information lines: the same rows at the server's granularity.
   sed -n '/^for information/,$p' "$RESULTS_DIR/floor.txt" 2>/dev/null || true
   printf '\n'
-  printf '%-16s %12s %12s %8s %8s %8s %7s %10s %6s %6s %8s %8s\n' scenario deliveries/s \
-    events/s 'p50 ms' 'p99 ms' 'window s' non-200 verify 'RSS MB' 'peak' 'srv us/ev' 'pg us/ev'
+  printf '%-21s %12s %10s %7s %7s %8s %7s %8s %6s %5s %9s %8s %8s\n' scenario \
+    deliveries/s events/s 'p50 ms' 'p99 ms' 'window s' non-200 verify 'RSS MB' peak \
+    'srv us/ev' 'pg us/ev' 'WAL B/ev'
   for row in "${ROWS[@]}"; do
     IFS='|' read -r -a f <<<"$row"
-    printf '%-16s %12s %12s %8s %8s %8s %7s %10s %6s %6s %8s %8s\n' "${f[@]}"
+    printf '%-21s %12s %10s %7s %7s %8s %7s %8s %6s %5s %9s %8s %8s\n' "${f[@]}"
   done
   printf '\n%-50s %10s %10s %6s\n' target measured limit result
   for row in "${TARGETS[@]}"; do
