@@ -203,15 +203,19 @@ machine_busy() {
 # What one stretch of the run cost: the server's, PostgreSQL's, kapso-bench's
 # and everything else's share of the machine's cores, in percent of all of them.
 SHARES=()
-cpu_mark() { # prints "wall machine server postgres bench"
-  printf '%s %s %s %s %s\n' "$(now)" "$(machine_busy)" "$(cpu_seconds "$1")" \
-    "$(cpu_seconds "$(postmaster)")" "$(cpu_seconds "$2")"
+cpu_mark() { # prints "wall machine server postgres bench postmaster-pid"
+  local pm
+  pm="$(postmaster)"
+  printf '%s %s %s %s %s %s\n' "$(now)" "$(machine_busy)" "$(cpu_seconds "$1")" \
+    "$(cpu_seconds "$pm")" "$(cpu_seconds "$2")" "$pm"
 }
 cpu_shares() { # LABEL MARK_FROM MARK_TO
   SHARES+=("$(awk -v label="$1" -v cores="$(nproc)" -v from="$2" -v to="$3" 'BEGIN {
     split(from, a, " "); split(to, b, " "); wall = b[1] - a[1]
     if (wall <= 0) exit
     busy = b[2] - a[2]; srv = b[3] - a[3]; pg = b[4] - a[4]; bench = b[5] - a[5]
+    # PostgreSQL restarted in between: only the new postmaster is counted.
+    if (a[6] != b[6]) pg = b[4]
     cap = wall * cores / 100
     printf "%-18s %6.0f s  machine busy %3.0f%%: kapso-ingest %3.0f%%, PostgreSQL %3.0f%%, kapso-bench %3.0f%%, other processes %3.0f%%",
       label, wall, busy / cap, srv / cap, pg / cap, bench / cap, (busy - srv - pg - bench) / cap }')")
