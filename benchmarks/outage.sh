@@ -225,6 +225,17 @@ micros_per() { # SECONDS_A SECONDS_B COUNT: (B - A) / COUNT in microseconds
 }
 
 now() { date +%s.%N; }
+# Prints the time at which the server's spool was empty (polled on /metrics),
+# or nothing when it was not within SECONDS of FROM.
+wait_drained() { # FROM SECONDS
+  while [ "$(elapsed "$1" "$(now)" | cut -d. -f1)" -lt "$2" ]; do
+    if [ "$(metric kapso_spool_bytes)" = 0 ] && [ "$(metric kapso_spool_records)" = 0 ]; then
+      now
+      return 0
+    fi
+    sleep 0.5
+  done
+}
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 == 0) print "-"; else printf "%.2f", a / b }'; }
 verdict() { # VALUE OP LIMIT
@@ -328,15 +339,7 @@ if [ "$SKIP_OUTAGE" != 1 ]; then
   log "outage: PostgreSQL back after $(elapsed "$down_at" "$up_at")s; $spooled events in" \
     "$spool_bytes spool bytes; draining"
 
-  drained_at=""
-  bound=$((3 * OUTAGE_SECONDS + 300))
-  while [ "$(elapsed "$up_at" "$(now)" | cut -d. -f1)" -lt "$bound" ]; do
-    if [ "$(metric kapso_spool_bytes)" = 0 ] && [ "$(metric kapso_spool_records)" = 0 ]; then
-      drained_at="$(now)"
-      break
-    fi
-    sleep 0.5
-  done
+  drained_at="$(wait_drained "$up_at" $((3 * OUTAGE_SECONDS + 300)))"
   replayed="$(($(metric kapso_replayed_events_total) - replayed_before))"
   server_cpu_drained="$(cpu_seconds "$OUTAGE_SERVER")"
   pg_cpu_drained="$(cpu_seconds "$(postmaster)")"
@@ -506,14 +509,7 @@ if [ "$SKIP_RESTART" != 1 ]; then
   server_cpu_from="$(cpu_seconds "$RESTART_SERVER")"
   pg_cpu_from="$(cpu_seconds "$(postmaster)")"
   replayed_from="$(metric kapso_replayed_events_total)"
-  drained=""
-  while [ "$(elapsed "$replay_from" "$(now)" | cut -d. -f1)" -lt 3600 ]; do
-    if [ "$(metric kapso_spool_bytes)" = 0 ] && [ "$(metric kapso_spool_records)" = 0 ]; then
-      drained="$(now)"
-      break
-    fi
-    sleep 0.5
-  done
+  drained="$(wait_drained "$replay_from" 3600)"
   restart_replayed="$(metric kapso_replayed_events_total)"
   server_us="$(micros_per "$server_cpu_from" "$(cpu_seconds "$RESTART_SERVER")" "$((restart_replayed - ${replayed_from:-0}))")"
   pg_us="$(micros_per "$pg_cpu_from" "$(cpu_seconds "$(postmaster)")" "$((restart_replayed - ${replayed_from:-0}))")"

@@ -327,14 +327,17 @@ bool decode_compact_event(std::string_view fields, routed_event& r,
   return true;
 }
 
-void put_note(std::string& fields, const quarantine_note& note) {
-  put_compact_field(fields, tag_reason, note.reason);
+// A quarantine note's fields, each written by `put` (the field framing of
+// version 1 or 2).
+void put_note(std::string& fields, const quarantine_note& note,
+              void (*put)(std::string&, uint8_t, std::string_view)) {
+  put(fields, tag_reason, note.reason);
   std::string number;
   put_le32(number, note.attempts);
-  put_compact_field(fields, tag_attempts, number);
+  put(fields, tag_attempts, number);
   number.clear();
   put_le64(number, static_cast<uint64_t>(note.quarantined_at));
-  put_compact_field(fields, tag_quarantined_at, number);
+  put(fields, tag_quarantined_at, number);
 }
 
 // One event of version 2, against the one before it in the batch.
@@ -431,7 +434,7 @@ std::string encode_spool_batch(const std::vector<routed_event>& events,
     fields.clear();
     put_compact_event(fields, events[i], i > 0 ? &events[i - 1] : nullptr);
     if (i < notes.size())
-      put_note(fields, notes[i]);
+      put_note(fields, notes[i], put_compact_field);
     put_varint(out, fields.size());
     out += fields;
   }
@@ -454,16 +457,8 @@ std::string encode_spool_batch_v1(const std::vector<routed_event>& events,
     put_field(fields, tag_timestamp, timestamp);
     for (const auto& field : event_texts)
       put_field(fields, field.tag, r.ev.*field.member);
-    if (i < notes.size()) {
-      const auto& note = notes[i];
-      put_field(fields, tag_reason, note.reason);
-      std::string number;
-      put_le32(number, note.attempts);
-      put_field(fields, tag_attempts, number);
-      number.clear();
-      put_le64(number, static_cast<uint64_t>(note.quarantined_at));
-      put_field(fields, tag_quarantined_at, number);
-    }
+    if (i < notes.size())
+      put_note(fields, notes[i], put_field);
     put_le32(out, static_cast<uint32_t>(fields.size()));
     out += fields;
   }
