@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "persistence/event.hpp"
+#include "domain/event.hpp"
 
 namespace kapso {
 

@@ -1,5 +1,5 @@
 // Names of event kinds, for logs and metric labels.
-#include "persistence/event.hpp"
+#include "domain/event.hpp"
 
 namespace kapso {
 
