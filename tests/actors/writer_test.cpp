@@ -7,7 +7,7 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include "actors/pipeline_metrics.hpp"
+#include "metrics/pipeline_metrics.hpp"
 #include "persistence/quarantine.hpp"
 #include "persistence/spool.hpp"
 #include "tests/actors/fixture.hpp"
