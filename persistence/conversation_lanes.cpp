@@ -1,5 +1,5 @@
 // Per-conversation memory of committed message ids.
-#include "actors/conversation.hpp"
+#include "persistence/conversation_lanes.hpp"
 
 #include <algorithm>
 #include <cstring>
