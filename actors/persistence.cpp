@@ -8,7 +8,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include "actors/pipeline_metrics.hpp"
+#include "metrics/pipeline_metrics.hpp"
 #include "persistence/quarantine.hpp"
 #include "persistence/spool.hpp"
 #include "persistence/store.hpp"

@@ -12,9 +12,9 @@
 
 #include <caf/all.hpp>
 
-#include "actors/conversation.hpp"
 #include "actors/protocol.hpp"
 #include "config/settings.hpp"
+#include "persistence/conversation_lanes.hpp"
 
 namespace kapso {
 

@@ -11,7 +11,7 @@
 
 #include <caf/all.hpp>
 
-#include "persistence/event.hpp"
+#include "domain/event.hpp"
 
 namespace kapso {
 

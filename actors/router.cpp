@@ -7,8 +7,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "actors/pipeline_metrics.hpp"
-#include "actors/signature.hpp"
+#include "domain/signature.hpp"
+#include "metrics/pipeline_metrics.hpp"
 
 namespace kapso {
 

@@ -6,9 +6,9 @@
 
 #include "actors/protocol.hpp"
 #include "benchmarks/bodies.hpp"
+#include "domain/signature.hpp"
 #include "http/payload.hpp"
 #include "http/phone.hpp"
-#include "actors/signature.hpp"
 
 namespace {
 

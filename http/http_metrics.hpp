@@ -1,6 +1,6 @@
 // The HTTP layer's metrics (requests by route and code, their durations,
 // deliveries in flight) and the /metrics page: these, the pipeline's
-// (actors/pipeline_metrics), the standard process_* metrics and the build.
+// (metrics/pipeline_metrics), the standard process_* metrics and the build.
 #pragma once
 
 #include <atomic>
@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-#include "actors/pipeline_metrics.hpp"
+#include "metrics/pipeline_metrics.hpp"
 
 namespace kapso {
 

@@ -4,6 +4,7 @@
 #include <cctype>
 #include <initializer_list>
 
+#include "domain/contact_key.hpp"
 #include "http/json_fields.hpp"
 #include "http/message_content.hpp"
 #include "http/phone.hpp"
@@ -47,11 +48,6 @@ classification classify(std::string_view type) {
   if (type == "whatsapp.conversation.inactive")
     return {event_kind::conversation_inactive, ""};
   return {event_kind::unknown, ""};
-}
-
-bool is_message_kind(event_kind kind) {
-  return kind == event_kind::message_received || kind == event_kind::message_sent
-         || kind == event_kind::message_status;
 }
 
 bool is_delivery_status(std::string_view status) {
@@ -129,12 +125,7 @@ void set_identity(event& ev, const identity_sources& sources,
       ev.contact_username = username;
       break;
     }
-  if (!ev.contact_phone.empty())
-    ev.contact_key = ev.contact_phone;
-  else if (!ev.contact_bsuid.empty())
-    ev.contact_key = "bsuid:" + ev.contact_bsuid;
-  else if (!ev.contact_username.empty())
-    ev.contact_key = "username:" + ev.contact_username;
+  ev.contact_key = contact_key_of(ev.contact_phone, ev.contact_bsuid, ev.contact_username);
 }
 
 // Content, preview, type, timestamp and metadata of a message object.
@@ -362,7 +353,7 @@ std::string read_kapso_event(const element& obj, std::string type,
     return {};
   if (ev.phone_number_id.empty())
     return "phone_number_id missing (top level and conversation)";
-  if (is_message_kind(kind)) {
+  if (is_message_or_status(kind)) {
     if (!message)
       return ev.event_type + " without a message object";
     ev.message_id = text_at(message, "id");
@@ -382,7 +373,7 @@ std::string read_kapso_event(const element& obj, std::string type,
                                              "contact_name")});
   ev.whatsapp_conversation_id = first_non_empty(
     {text_at(kapso, "whatsapp_conversation_id"), text_at(conversation, "id")});
-  if (!is_message_kind(kind))
+  if (!is_message_or_status(kind))
     return {};
   set_kapso_direction(ev, kapso, status);
   return read_kapso_message(ev, *message, kapso, options);

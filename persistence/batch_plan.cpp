@@ -6,38 +6,15 @@
 #include <set>
 #include <utility>
 
+#include "domain/contact_key.hpp"
+
 namespace kapso {
 
 namespace {
 
-bool is_message(event_kind kind) {
-  return kind == event_kind::message_received || kind == event_kind::message_sent;
-}
-
 using pair_key = std::pair<std::string_view, std::string_view>;
 
 } // namespace
-
-bool needs_conversation(event_kind kind) {
-  switch (kind) {
-    case event_kind::message_received:
-    case event_kind::message_sent:
-    case event_kind::conversation_created:
-    case event_kind::conversation_ended:
-      return true;
-    case event_kind::message_status:
-    case event_kind::conversation_inactive:
-    case event_kind::unknown:
-    // Lifecycle events change rows that exist (or wait for them): they
-    // create no conversation of their own (persistence/lifecycle.cpp).
-    case event_kind::message_edit:
-    case event_kind::message_revoke:
-    case event_kind::contact_number_changed:
-    case event_kind::contact_identity_changed:
-      return false;
-  }
-  return false;
-}
 
 std::vector<size_t> bsuid_only_entries(const std::vector<batch_entry>& entries) {
   std::vector<size_t> out;
@@ -78,7 +55,7 @@ batch_plan plan_batch(const std::vector<batch_entry>& entries,
       c.bsuid = ev.contact_bsuid;
     if (!ev.contact_bsuid.empty() && !ev.contact_phone.empty()
         && linked.emplace(entry.workspace_id, ev.contact_phone).second)
-      plan.bsuid_links.push_back({entry.workspace_id, ev.contact_phone, "bsuid:" + ev.contact_bsuid});
+      plan.bsuid_links.push_back({entry.workspace_id, ev.contact_phone, bsuid_key(ev.contact_bsuid)});
     if (ev.kind == event_kind::conversation_ended && closed.insert(contact).second)
       plan.closings.push_back(i);
     if (!is_message(ev.kind))

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-#include "persistence/event.hpp"
+#include "domain/event.hpp"
 
 namespace kapso {
 
@@ -36,7 +36,7 @@ struct batch_plan {
   struct bsuid_link {
     std::string_view workspace_id;
     std::string_view phone;
-    std::string bsuid_key; // "bsuid:<id>"
+    std::string bsuid_key; // bsuid_key(<id>), domain/contact_key.hpp
   };
   std::vector<bsuid_link> bsuid_links;
 
@@ -50,9 +50,6 @@ struct batch_plan {
   // a duplicate of it).
   std::vector<size_t> outcome_of;
 };
-
-// True for the kinds that need the customer's contact and conversation.
-bool needs_conversation(event_kind kind);
 
 // `keys[i]` is entry i's contact key (the event's own, or the phone its
 // business-scoped id was linked to).

@@ -1,7 +1,7 @@
 // JSON text for jsonb_to_recordset parameters.
 #include "persistence/json_rows.hpp"
 
-#include "persistence/hex.hpp"
+#include "domain/hex.hpp"
 
 namespace kapso {
 

@@ -7,28 +7,8 @@ namespace kapso::lifecycle {
 
 namespace {
 
-bool is_message_change(event_kind kind) {
-  return kind == event_kind::message_edit || kind == event_kind::message_revoke;
-}
-
-bool is_message(event_kind kind) {
-  return kind == event_kind::message_received || kind == event_kind::message_sent;
-}
-
-// Events that create or touch a contact row: a number change recorded for
-// their key may have to move it.
-bool touches_contact(event_kind kind) {
-  return needs_conversation(kind) || kind == event_kind::contact_identity_changed;
-}
-
 write_outcome outcome_of(bool first_time, bool changed) {
   return first_time && changed ? write_outcome::accepted : write_outcome::duplicate;
-}
-
-// The event kinds this plan writes.
-bool handles(event_kind kind) {
-  return is_message_change(kind) || kind == event_kind::contact_number_changed
-         || kind == event_kind::contact_identity_changed;
 }
 
 template <class T>
@@ -107,7 +87,7 @@ lifecycle_plan plan_lifecycle(const std::vector<batch_entry>& entries,
       number_keys.emplace(ws, keys[i]);
     if (is_message(ev.kind) && waiting.awaits_message(ws, ev.message_id))
       originals.emplace(ws, ev.message_id);
-    if (!handles(ev.kind))
+    if (!is_change(ev.kind))
       continue;
     if (!written.emplace(ws, ev.message_id).second) {
       plan.repeats.push_back(i);

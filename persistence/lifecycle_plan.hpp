@@ -15,8 +15,8 @@
 #include <utility>
 #include <vector>
 
+#include "domain/event.hpp"
 #include "persistence/batch_plan.hpp"
-#include "persistence/event.hpp"
 
 namespace kapso::lifecycle {
 

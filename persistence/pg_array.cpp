@@ -4,7 +4,7 @@
 
 #include <stdexcept>
 
-#include "persistence/hex.hpp"
+#include "domain/hex.hpp"
 
 namespace kapso {
 

@@ -11,7 +11,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "persistence/event.hpp"
+#include "domain/event.hpp"
 #include "persistence/spool.hpp"
 
 namespace kapso {

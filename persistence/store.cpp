@@ -11,6 +11,7 @@
 #include <map>
 #include <set>
 
+#include "domain/contact_key.hpp"
 #include "persistence/batch_plan.hpp"
 #include "persistence/migrations.hpp"
 #include "persistence/pg_array.hpp"
@@ -54,7 +55,7 @@ std::vector<std::string_view> resolve_bsuid_keys(pg_session& session,
   for (size_t r = 0; r < rows.size(); ++r) {
     auto& slot = phone_of[key_of(rows.text(r, 0), rows.text(r, 1))];
     // A real phone beats the placeholder key.
-    if (slot.empty() || slot.compare(0, 6, "bsuid:") == 0)
+    if (slot.empty() || is_bsuid_key(slot))
       slot = std::string{rows.text(r, 2)};
   }
   storage.reserve(lookups.size());
@@ -262,24 +263,10 @@ void require_resolved(const std::vector<size_t>& unresolved) {
 // existing conversations first.
 bool fits_known_path(const std::vector<batch_entry>& entries) {
   for (const auto& e : entries) {
-    switch (e.ev->kind) {
-      case event_kind::message_received:
-      case event_kind::message_sent:
-        if (!e.ev->contact_bsuid.empty())
-          return false;
-        break;
-      case event_kind::message_status:
-        break;
-      case event_kind::conversation_created:
-      case event_kind::conversation_ended:
-      case event_kind::conversation_inactive:
-      case event_kind::unknown:
-      case event_kind::message_edit:
-      case event_kind::message_revoke:
-      case event_kind::contact_number_changed:
-      case event_kind::contact_identity_changed:
-        return false;
-    }
+    if (!is_message_or_status(e.ev->kind))
+      return false;
+    if (is_message(e.ev->kind) && !e.ev->contact_bsuid.empty())
+      return false;
   }
   return true;
 }

@@ -10,7 +10,7 @@
 #include <vector>
 
 #include "config/settings.hpp"
-#include "persistence/event.hpp"
+#include "domain/event.hpp"
 #include "persistence/batch_plan.hpp"
 #include "persistence/lifecycle.hpp"
 #include "persistence/pg_session.hpp"

@@ -4,7 +4,7 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include "actors/signature.hpp"
+#include "domain/signature.hpp"
 #include "tests/actors/fixture.hpp"
 
 using namespace kapso;

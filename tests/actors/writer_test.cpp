@@ -7,7 +7,7 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include "actors/pipeline_metrics.hpp"
+#include "metrics/pipeline_metrics.hpp"
 #include "persistence/quarantine.hpp"
 #include "persistence/spool.hpp"
 #include "tests/actors/fixture.hpp"
@@ -482,7 +482,7 @@ BOOST_AUTO_TEST_CASE(an_exception_that_is_not_the_databases_is_quarantined_too) 
   auto q = quarantined();
   BOOST_REQUIRE_EQUAL(q.size(), 1u);
   BOOST_TEST(q[0].event.workspace_id == "not-a-uuid");
-  BOOST_TEST(q[0].note.reason == "not a database error: workspace id is not a UUID");
+  BOOST_TEST(q[0].note.reason == "not a database error: an id from the database is not a UUID");
   BOOST_TEST(spooled_records() == 0u);
 }
 

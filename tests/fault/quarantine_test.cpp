@@ -238,7 +238,7 @@ BOOST_AUTO_TEST_CASE(a_spooled_record_our_code_cannot_write_is_quarantined, *utf
   BOOST_TEST(eventually([&] { return metric(server.port(), "kapso_spool_records") == 0.0; },
                         10s, 100ms));
   auto listed = spool_command("list", spool_dir);
-  BOOST_TEST(listed.output.find("not a database error: workspace id is not a UUID")
+  BOOST_TEST(listed.output.find("not a database error: an id from the database is not a UUID")
                != std::string::npos,
              listed.output);
   expected.add(load.deliveries(), options);

@@ -7,8 +7,8 @@
 #include <string>
 #include <string_view>
 
-#include "actors/signature.hpp"
 #include "config/secrets.hpp"
+#include "domain/signature.hpp"
 #include "tests/fuzz/fuzz_checks.hpp"
 
 using namespace kapso;

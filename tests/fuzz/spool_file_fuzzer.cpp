@@ -16,7 +16,7 @@
 #include <fuzzer/FuzzedDataProvider.h>
 #include <spdlog/spdlog.h>
 
-#include "persistence/hex.hpp"
+#include "domain/hex.hpp"
 #include "persistence/spool.hpp"
 #include "tests/fuzz/fuzz_checks.hpp"
 

@@ -1,6 +1,6 @@
 // The writers' per-conversation memory: a retry of a committed message is
 // recognised, nothing else is, and the memory stays within its bounds.
-#include "actors/conversation.hpp"
+#include "persistence/conversation_lanes.hpp"
 
 #include <boost/test/unit_test.hpp>
 

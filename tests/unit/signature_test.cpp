@@ -1,5 +1,5 @@
 // HMAC-SHA256 webhook signatures: known vectors, acceptance and rejection.
-#include "actors/signature.hpp"
+#include "domain/signature.hpp"
 #include "config/secrets.hpp"
 
 #include <algorithm>

@@ -1,5 +1,5 @@
 // Per-conversation memory of committed message ids.
-#include "actors/conversation.hpp"
+#include "persistence/conversation_lanes.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -47,10 +47,6 @@ uint64_t hash_pair(std::string_view x, std::string_view y, uint64_t seed) {
   return hash_bytes(y, hash_bytes(x, seed));
 }
 
-bool is_message(const event& ev) {
-  return ev.kind == event_kind::message_received || ev.kind == event_kind::message_sent;
-}
-
 } // namespace
 
 conversation_lanes::conversation_lanes(size_t max_conversations, std::chrono::milliseconds idle)
@@ -64,7 +60,7 @@ conversation_lanes::fingerprint conversation_lanes::of(std::string_view workspac
 
 bool conversation_lanes::recently_committed(std::string_view workspace_id,
                                             const event& ev) const {
-  if (!is_message(ev) || ev.message_id.empty())
+  if (!is_message(ev.kind) || ev.message_id.empty())
     return false;
   auto found = lanes_.find(of(workspace_id, ev.contact_key));
   if (found == lanes_.end())
@@ -76,7 +72,7 @@ bool conversation_lanes::recently_committed(std::string_view workspace_id,
 
 void conversation_lanes::committed(std::string_view workspace_id, const event& ev,
                                    clock_type::time_point now) {
-  if (!is_message(ev) || ev.message_id.empty())
+  if (!is_message(ev.kind) || ev.message_id.empty())
     return;
   auto key = of(workspace_id, ev.contact_key);
   auto found = lanes_.find(key);

@@ -1,5 +1,5 @@
 // Prometheus text for the pipeline's metrics.
-#include "actors/pipeline_metrics.hpp"
+#include "metrics/pipeline_metrics.hpp"
 
 #include <algorithm>
 #include <array>

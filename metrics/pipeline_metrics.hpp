@@ -12,7 +12,7 @@
 #include <string_view>
 #include <vector>
 
-#include "persistence/event.hpp"
+#include "domain/event.hpp"
 
 namespace kapso {
 

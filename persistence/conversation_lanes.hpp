@@ -10,7 +10,7 @@
 #include <string_view>
 #include <unordered_map>
 
-#include "persistence/event.hpp"
+#include "domain/event.hpp"
 
 namespace kapso {
 

@@ -1,5 +1,5 @@
 // HMAC-SHA256 webhook signatures with OpenSSL 3's EVP_MAC, keyed once per secret.
-#include "actors/signature.hpp"
+#include "domain/signature.hpp"
 
 #include <array>
 #include <cctype>
@@ -11,7 +11,7 @@
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
-#include "persistence/hex.hpp"
+#include "domain/hex.hpp"
 
 namespace kapso {
 

@@ -1,6 +1,6 @@
 // What one webhook event asks the inbox to do: the vocabulary every layer
-// shares, defined at the bottom (http/ parses into it, actors/ route it,
-// persistence/ writes it).
+// shares (http/ parses into it, actors/ route it, persistence/ writes it),
+// and what each kind of event is, decided once.
 #pragma once
 
 #include <cstdint>
@@ -28,6 +28,26 @@ constexpr event_kind last_event_kind = event_kind::contact_identity_changed;
 
 const char* to_string(event_kind kind);
 
+// What each kind is: one table in event.cpp, so a new kind is decided there
+// once (the compiler asks for its row; tests/unit/event_kinds_test.cpp pins
+// every answer).
+
+// A message of its own, stored as a row: received or sent.
+bool is_message(event_kind kind);
+// A message or a delivery status of one: the body carries a message object
+// with the message's id.
+bool is_message_or_status(event_kind kind);
+// An edit or a revoke: new content for, or the deletion of, a stored message.
+bool is_message_change(event_kind kind);
+// A change to what is stored (an edit, a revoke, a number or identity
+// change): never a row of its own, never unread.
+bool is_change(event_kind kind);
+// Upserts the customer's contact and conversation rows.
+bool needs_conversation(event_kind kind);
+// Creates or touches a contact row: a number change recorded for its key
+// may have to move it. Unlike needs_conversation, also an identity change.
+bool touches_contact(event_kind kind);
+
 // One event, parsed and normalised; everything the database needs, nothing
 // it has to look up in the JSON again. Empty strings mean "absent".
 struct event {
@@ -36,7 +56,8 @@ struct event {
   std::string phone_number_id; // business number: routes to the workspace
 
   // The customer. `contact_key` is what goes into contacts.phone: the E.164
-  // phone when there is one, else "bsuid:<id>", else "username:<name>".
+  // phone when there is one, else "bsuid:<id>", else "username:<name>"
+  // (domain/contact_key.hpp).
   std::string contact_key;
   std::string contact_phone;   // E.164, may be empty
   std::string contact_bsuid;   // business_scoped_user_id, may be empty
