@@ -442,8 +442,8 @@ void commit_now(writer_self self) {
     outcomes[p].assign(part.items.size(), write_outcome::duplicate);
     for (size_t k = 0; k < part.items.size(); ++k) {
       const auto& item = part.items[k];
-      const auto& ev = part.d->events[item.index];
-      std::string_view ws = part.workspace_ids[item.workspace];
+      const auto& ev = part.d->events[item.event_index];
+      std::string_view ws = part.workspace_ids[item.workspace_index];
       if (st.lanes->recently_committed(ws, ev))
         continue;
       entries.push_back({&ev, ws, ev.timestamp != 0 ? ev.timestamp : part.arrival});
@@ -476,7 +476,7 @@ void commit_now(writer_self self) {
     auto counts = part.counted;
     for (size_t k = 0; k < part.items.size(); ++k) {
       auto outcome = outcomes[p][k];
-      tally.add(part.d->events[part.items[k].index].event_type, outcome);
+      tally.add(part.d->events[part.items[k].event_index].event_type, outcome);
       switch (outcome) {
         case write_outcome::accepted: ++counts.accepted; break;
         case write_outcome::duplicate: ++counts.duplicates; break;

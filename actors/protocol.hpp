@@ -73,10 +73,11 @@ using answer_sink_ptr = std::shared_ptr<answer_sink>;
 
 // -- writes ----------------------------------------------------------------------
 
-// One event of a part: its place in the delivery and its workspace.
+// One event of a part: its place in the delivery and its workspace's place
+// in the part.
 struct write_item {
-  uint32_t index;     // into delivery::events
-  uint32_t workspace; // into write_part::workspace_ids
+  uint32_t event_index;     // into delivery::events
+  uint32_t workspace_index; // into write_part::workspace_ids
 };
 
 // The events of one delivery that one writer stores: one message per

@@ -137,8 +137,8 @@ BOOST_AUTO_TEST_CASE(a_delivery_reaches_the_writer_of_its_conversation_as_one_pa
   BOOST_TEST(got[0].ticket == ticket);
   BOOST_TEST(got[0].parts == 1u);
   BOOST_REQUIRE_EQUAL(got[0].items.size(), 2u);
-  BOOST_TEST(got[0].d->events[got[0].items[0].index].message_id == "wamid.a1");
-  BOOST_TEST(got[0].d->events[got[0].items[1].index].message_id == "wamid.a2");
+  BOOST_TEST(got[0].d->events[got[0].items[0].event_index].message_id == "wamid.a1");
+  BOOST_TEST(got[0].d->events[got[0].items[1].event_index].message_id == "wamid.a2");
   BOOST_TEST(got[0].workspace_ids == std::vector<std::string>{"ws-1"});
   BOOST_TEST(writer_seen[1 - owner]->received.empty());
   BOOST_REQUIRE_EQUAL(directory_seen->asked.size(), 1u);
