@@ -144,9 +144,9 @@ std::string http_metrics::render(const pipeline_metrics& pipeline) const {
         "Bytes of request bodies being read and of deliveries waiting, against "
         "http.max-in-flight-bytes.",
         in_flight_bytes.load());
-  gauge(out, "kapso_http_accept_restarts_total",
-        "Times accepting connections was started again after an accept error stopped it.",
-        static_cast<int64_t>(accept_restarts_total.load()), "counter");
+  counter(out, "kapso_http_accept_restarts_total",
+          "Times accepting connections was started again after an accept error stopped it.",
+          accept_restarts_total.load());
   pipeline.render(out);
   append_process_metrics(out);
   return out;

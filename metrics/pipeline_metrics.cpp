@@ -72,9 +72,13 @@ void header(std::string& out, std::string_view name, std::string_view help,
   out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
 }
 
-void gauge(std::string& out, std::string_view name, std::string_view help,
-           int64_t value, std::string_view type) {
-  header(out, name, help, type);
+void gauge(std::string& out, std::string_view name, std::string_view help, int64_t value) {
+  header(out, name, help, "gauge");
+  out.append(name).append(" ").append(std::to_string(value)).append("\n");
+}
+
+void counter(std::string& out, std::string_view name, std::string_view help, uint64_t value) {
+  header(out, name, help, "counter");
   out.append(name).append(" ").append(std::to_string(value)).append("\n");
 }
 
@@ -164,13 +168,13 @@ void pipeline_metrics::render(std::string& out) const {
   gauge(out, "kapso_workspace_cache_entries", "Entries in the router's workspace cache.", workspace_cache_entries.load());
   gauge(out, "kapso_spool_bytes", "Bytes in the outage spool waiting for replay.", spool_bytes.load());
   gauge(out, "kapso_spool_records", "Batches in the outage spool waiting for replay.", spool_records.load());
-  gauge(out, "kapso_spooled_events_total", "Events written to the outage spool.", static_cast<int64_t>(spooled_events_total.load()), "counter");
-  gauge(out, "kapso_replayed_events_total", "Spooled events replayed into PostgreSQL.", static_cast<int64_t>(replayed_events_total.load()), "counter");
-  gauge(out, "kapso_spool_corrupt_records_total", "Spool records skipped because they could not be read.", static_cast<int64_t>(spool_corrupt_records_total.load()), "counter");
-  gauge(out, "kapso_spool_dropped_events_total", "Spooled events dropped at replay because their workspace no longer exists.", static_cast<int64_t>(spool_dropped_events_total.load()), "counter");
-  gauge(out, "kapso_quarantined_events_total", "Spooled events moved to the quarantine: they kept failing while other events were stored (kapso-ingest spool list).", static_cast<int64_t>(quarantined_events_total.load()), "counter");
+  counter(out, "kapso_spooled_events_total", "Events written to the outage spool.", spooled_events_total.load());
+  counter(out, "kapso_replayed_events_total", "Spooled events replayed into PostgreSQL.", replayed_events_total.load());
+  counter(out, "kapso_spool_corrupt_records_total", "Spool records skipped because they could not be read.", spool_corrupt_records_total.load());
+  counter(out, "kapso_spool_dropped_events_total", "Spooled events dropped at replay because their workspace no longer exists.", spool_dropped_events_total.load());
+  counter(out, "kapso_quarantined_events_total", "Spooled events moved to the quarantine: they kept failing while other events were stored (kapso-ingest spool list).", quarantined_events_total.load());
   gauge(out, "kapso_quarantine_events", "Events in the quarantine files, waiting for kapso-ingest spool requeue.", quarantine_events.load());
-  gauge(out, "kapso_commit_failures_total", "Batch commits that failed (before retry or spool).", static_cast<int64_t>(commit_failures_total.load()), "counter");
+  counter(out, "kapso_commit_failures_total", "Batch commits that failed (before retry or spool).", commit_failures_total.load());
 }
 
 } // namespace kapso

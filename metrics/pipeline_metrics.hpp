@@ -24,8 +24,9 @@ void append_label_value(std::string& out, std::string_view value);
 void append_number(std::string& out, double value);
 void header(std::string& out, std::string_view name, std::string_view help,
             std::string_view type);
-void gauge(std::string& out, std::string_view name, std::string_view help, int64_t value,
-           std::string_view type = "gauge");
+// One sample without labels, with its HELP and TYPE lines.
+void gauge(std::string& out, std::string_view name, std::string_view help, int64_t value);
+void counter(std::string& out, std::string_view name, std::string_view help, uint64_t value);
 
 // Orders (label, label) keys of any string type, so a count looks up its key
 // without building strings; they are built once, on first insert.
