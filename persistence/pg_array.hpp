@@ -1,7 +1,6 @@
 // One-dimensional PostgreSQL arrays in the binary wire format, one per
-// column of a batch: the server reads them with unnest() without parsing
-// text (a batch used to travel as one JSON document parsed again by
-// jsonb_to_recordset).
+// column of a batch: PostgreSQL reads them with unnest() without parsing
+// text, which a JSON document per batch (jsonb_to_recordset) would cost it.
 #pragma once
 
 #include <cstdint>

@@ -320,7 +320,7 @@ const char* const apply_all_pending_statuses =
   KAPSO_APPLY_PENDING_TAIL;
 
 // -- edits, deletions and account changes (persistence/lifecycle.cpp) ---------------
-// What used to be PL/pgSQL in migration 0003 lives here, so that a fix is a
+// These live in the code, not in a migration's functions, so that a fix is a
 // change of the code. Every statement is idempotent and ends in the same
 // rows whatever the order of its inputs; the lock_* statements run first in
 // the same transaction, so that the statement after them reads the rows as
