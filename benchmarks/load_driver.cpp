@@ -30,6 +30,10 @@ using std::chrono::microseconds;
 using std::chrono::milliseconds;
 
 constexpr auto tick_interval = milliseconds{1};
+// Longest a kept-alive connection is reused after being idle (Node's HTTP
+// client, undici, keeps idle sockets 4 s by default); well below the
+// server's http.idle-timeout-ms (15 s).
+constexpr auto keepalive_idle = milliseconds{4000};
 constexpr size_t initial_buffer = 16 * 1024;
 constexpr size_t max_buffer = 1024 * 1024;
 
@@ -252,6 +256,7 @@ struct connection {
   uint64_t generation = 0; // bumped on close: late handlers see it and return
   job current;
   time_point started{};
+  time_point idle_since{}; // when it last became idle
   time_point reconnect_at{};
   uint32_t connect_failures = 0;
   std::vector<char> buffer = std::vector<char>(initial_buffer);
@@ -276,6 +281,15 @@ struct second_bin {
   uint64_t failures = 0;
   compact_histogram latency;
 };
+
+// The bytes of an answer as a log line: controls and non-ASCII as '.'.
+std::string printable(std::string_view bytes) {
+  std::string out{bytes};
+  for (auto& ch : out)
+    if (static_cast<unsigned char>(ch) < 0x20 || static_cast<unsigned char>(ch) > 0x7e)
+      ch = '.';
+  return out;
+}
 
 class worker {
 public:
@@ -307,6 +321,7 @@ public:
   uint64_t error_retries = 0;
   uint64_t timeouts = 0;
   uint64_t io_errors = 0;
+  std::vector<std::string> io_error_examples; // the first few, with their cause
   uint64_t connect_errors = 0;
   uint64_t abandoned = 0;
   std::vector<second_bin> seconds;
@@ -346,7 +361,8 @@ private:
       asio::error_code ignored;
       c.socket.set_option(asio::ip::tcp::no_delay{true}, ignored);
       c.state = connection::phase::idle;
-      dispatch(c, clock_type::now());
+      c.idle_since = clock_type::now();
+      dispatch(c, c.idle_since);
     });
   }
 
@@ -410,10 +426,12 @@ private:
 
   void dispatch(connection& c, time_point now) {
     job next;
-    if (next_job(next, now))
+    if (next_job(next, now)) {
       send(c, next, now);
-    else
+    } else if (c.state != connection::phase::idle) {
       c.state = connection::phase::idle;
+      c.idle_since = now;
+    }
   }
 
   void send(connection& c, const job& what, time_point now) {
@@ -435,7 +453,7 @@ private:
                         if (gen != c.generation || finished_)
                           return;
                         if (ec) {
-                          fail(c, io_errors);
+                          fail_io(c, "writing the request: " + ec.message());
                           return;
                         }
                         read(c);
@@ -445,7 +463,7 @@ private:
   void read(connection& c) {
     if (c.filled == c.buffer.size()) {
       if (c.buffer.size() >= max_buffer) {
-        fail(c, io_errors);
+        fail_io(c, "an answer larger than the read buffer");
         return;
       }
       c.buffer.resize(c.buffer.size() * 2);
@@ -457,7 +475,8 @@ private:
         if (gen != c.generation || finished_)
           return;
         if (ec) {
-          fail(c, io_errors);
+          fail_io(c, "reading the answer after " + std::to_string(c.filled) + " bytes: "
+                       + ec.message());
           return;
         }
         c.filled += n;
@@ -467,7 +486,8 @@ private:
             read(c);
             return;
           case parse_status::malformed:
-            fail(c, io_errors);
+            fail_io(c, "a malformed answer: "
+                         + printable(std::string_view{c.buffer.data(), std::min<size_t>(c.filled, 80)}));
             return;
           case parse_status::complete:
             on_answer(c, head);
@@ -520,6 +540,12 @@ private:
     // Nothing is pipelined, so nothing should follow the answer.
     c.filled = 0;
     dispatch(c, now);
+  }
+
+  void fail_io(connection& c, std::string cause) {
+    if (io_error_examples.size() < 5)
+      io_error_examples.push_back(std::move(cause));
+    fail(c, io_errors);
   }
 
   void fail(connection& c, uint64_t& counter) {
@@ -612,6 +638,13 @@ private:
             connect(c);
           break;
         case connection::phase::idle:
+          // A keep-alive connection idle this long may be closing on the
+          // server's side (its idle timeout) just as a request is written
+          // on it: like an HTTP client, open a fresh one instead.
+          if (now - c.idle_since >= keepalive_idle) {
+            connect(c);
+            break;
+          }
           dispatch(c, now);
           if (c.state == connection::phase::busy)
             ++busy;
@@ -844,6 +877,9 @@ run_result run_load(const bench_options& opts, const workload& wl) {
     result.error_retries += w->error_retries;
     result.timeouts += w->timeouts;
     result.io_errors += w->io_errors;
+    for (auto& e : w->io_error_examples)
+      if (result.io_error_examples.size() < 10)
+        result.io_error_examples.push_back(e);
     result.connect_errors += w->connect_errors;
     result.abandoned += w->abandoned;
   }

@@ -69,6 +69,7 @@ struct run_result {
   uint64_t error_retries = 0;       // sends after a non-200, timeout or I/O error
   uint64_t timeouts = 0;
   uint64_t io_errors = 0;           // connection reset/closed mid-request, bad answer
+  std::vector<std::string> io_error_examples; // the first few, with their cause
   uint64_t connect_errors = 0;
   uint64_t abandoned = 0;           // still in flight or waiting when the drain ended
   std::string stop_reason;          // duration | requests | pool exhausted

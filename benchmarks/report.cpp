@@ -144,6 +144,8 @@ void print_summary(std::FILE* out, const bench_options& opts, const workload& wl
                static_cast<unsigned long long>(r.timeouts),
                static_cast<unsigned long long>(r.io_errors),
                static_cast<unsigned long long>(r.connect_errors));
+  for (auto& e : r.io_error_examples)
+    std::fprintf(out, "    I/O error: %s\n", e.c_str());
   for (auto& cpu : r.cpu)
     std::fprintf(out, "  cpu         %s (pid %d): %.2f s, %.1f us per request, %.1f us per event\n",
                  cpu.name.c_str(), cpu.pid, cpu.seconds, per_request_us(cpu, r),
