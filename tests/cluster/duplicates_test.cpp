@@ -1,7 +1,5 @@
 // Issue 12, acceptance 1: every delivery reaches both instances of the fleet at the same moment.
 #include <algorithm>
-#include <atomic>
-#include <future>
 #include <random>
 
 #include <boost/test/unit_test.hpp>
@@ -35,49 +33,15 @@ BOOST_AUTO_TEST_CASE(same_delivery_to_both_instances_at_once) {
   // Any arrival order: the newest message must still win the preview.
   std::shuffle(deliveries.begin(), deliveries.end(), std::mt19937{20261201});
 
-  struct answer {
-    int status = 0;
-    delivery_counts counts;
-    std::string body;
-  };
-  std::vector<answer> first(deliveries.size()), second(deliveries.size());
-  std::atomic<size_t> next{0};
-  auto port_1 = fleet.ingest_port(1);
-  auto port_2 = fleet.ingest_port(2);
-  const auto& secret = fleet.secret();
-  run_concurrently(8, [&](size_t) {
-    http_client client_1{port_1};
-    http_client client_2{port_2};
-    for (size_t i = next++; i < deliveries.size(); i = next++) {
-      auto other = std::async(std::launch::async,
-                              [&] { return post_webhook(client_2, deliveries[i].body, secret); });
-      auto mine = post_webhook(client_1, deliveries[i].body, secret);
-      auto theirs = other.get();
-      for (auto [response, slot] : {std::pair{&mine, &first[i]}, std::pair{&theirs, &second[i]}}) {
-        slot->status = response->status;
-        slot->body = response->body;
-        if (response->status == 200)
-          slot->counts = counts_of(*response);
-      }
-    }
-  });
-
-  int64_t accepted = 0, duplicates = 0, ignored = 0;
-  for (size_t i = 0; i < deliveries.size(); ++i) {
-    BOOST_TEST(first[i].status == 200, "ingest-1, delivery " << i << ": " << first[i].body);
-    BOOST_TEST(second[i].status == 200, "ingest-2, delivery " << i << ": " << second[i].body);
-    BOOST_TEST(first[i].counts.accepted + second[i].counts.accepted == 1,
-               "delivery " << i << " accepted by both or neither: " << first[i].body << " / "
-                           << second[i].body);
-    for (auto* a : {&first[i], &second[i]}) {
-      accepted += a->counts.accepted;
-      duplicates += a->counts.duplicates;
-      ignored += a->counts.ignored;
-    }
-  }
-  BOOST_TEST(accepted == total);
-  BOOST_TEST(duplicates == total);
-  BOOST_TEST(ignored == 0);
+  std::vector<std::string> bodies;
+  for (const auto& d : deliveries)
+    bodies.push_back(d.body);
+  auto answers = send_to_both(fleet.ingest_port(1), fleet.ingest_port(2), bodies, 8,
+                              fleet.secret());
+  auto sum = check_accepted_by_one(answers);
+  BOOST_TEST(sum.accepted == total);
+  BOOST_TEST(sum.duplicates == total);
+  BOOST_TEST(sum.ignored == 0);
 
   pqxx::connection primary{fleet.database_url()};
   auto count = [&](const std::string& sql) {

@@ -12,6 +12,7 @@
 #include <exception>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -750,6 +751,52 @@ delivery_counts counts_of(const http_response& response) {
   counts.duplicates = body.value("duplicates", int64_t{-1});
   counts.ignored = body.value("ignored", int64_t{-1});
   return counts;
+}
+
+twin_answers send_to_both(uint16_t first_port, uint16_t second_port,
+                          const std::vector<std::string>& bodies, size_t threads,
+                          const std::optional<std::string>& secret) {
+  twin_answers out;
+  out.first.resize(bodies.size());
+  out.second.resize(bodies.size());
+  std::atomic<size_t> next{0};
+  run_concurrently(threads, [&](size_t) {
+    http_client to_first{first_port};
+    http_client to_second{second_port};
+    for (size_t i = next++; i < bodies.size(); i = next++) {
+      auto other = std::async(std::launch::async,
+                              [&] { return post_webhook(to_second, bodies[i], secret); });
+      auto mine = post_webhook(to_first, bodies[i], secret);
+      auto theirs = other.get();
+      for (auto [response, slot] : {std::pair{&mine, &out.first[i]},
+                                    std::pair{&theirs, &out.second[i]}}) {
+        slot->status = response->status;
+        slot->body = response->body;
+        if (response->status == 200)
+          slot->counts = counts_of(*response);
+      }
+    }
+  });
+  return out;
+}
+
+delivery_counts check_accepted_by_one(const twin_answers& answers) {
+  delivery_counts sum;
+  sum.accepted = sum.duplicates = sum.ignored = 0;
+  for (size_t i = 0; i < answers.first.size(); ++i) {
+    const auto& a = answers.first[i];
+    const auto& b = answers.second[i];
+    BOOST_TEST(a.status == 200, "first server, delivery " << i << ": " << a.status << " " << a.body);
+    BOOST_TEST(b.status == 200, "second server, delivery " << i << ": " << b.status << " " << b.body);
+    BOOST_TEST(a.counts.accepted + b.counts.accepted == 1,
+               "delivery " << i << " accepted by both or neither: " << a.body << " / " << b.body);
+    for (const auto* x : {&a, &b}) {
+      sum.accepted += x->counts.accepted;
+      sum.duplicates += x->counts.duplicates;
+      sum.ignored += x->counts.ignored;
+    }
+  }
+  return sum;
 }
 
 http_response post_webhook(http_client& client, const std::string& body,

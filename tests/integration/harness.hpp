@@ -321,6 +321,24 @@ http_response post_webhook(http_client& client, const std::string& body,
                            const std::string& event_type = "whatsapp.message.received",
                            const header_list& extra = {});
 
+// The same deliveries sent to two servers at the same moment, `threads`
+// senders at a time: what each server answered to each delivery.
+struct twin_answer {
+  int status = 0;
+  delivery_counts counts; // of a 200
+  std::string body;
+};
+struct twin_answers {
+  std::vector<twin_answer> first, second;
+};
+twin_answers send_to_both(uint16_t first_port, uint16_t second_port,
+                          const std::vector<std::string>& bodies, size_t threads,
+                          const std::optional<std::string>& secret = global_secret);
+
+// Checks that both servers answered every delivery 200 and that exactly one
+// of them accepted it; returns the counts summed over both.
+delivery_counts check_accepted_by_one(const twin_answers& answers);
+
 // A Kapso v2 event as Kapso documents it (SPEC §3); fields left empty are
 // left out of the payload.
 struct kapso_message {

@@ -1,7 +1,5 @@
 // SPEC §6: two server processes on one database, fed the same deliveries, give the same tables.
 #include <algorithm>
-#include <atomic>
-#include <future>
 #include <random>
 
 #include <boost/test/unit_test.hpp>
@@ -41,50 +39,14 @@ BOOST_AUTO_TEST_CASE(two_servers_same_deliveries_same_tables) {
     }
   std::shuffle(deliveries.begin(), deliveries.end(), std::mt19937{20241028});
 
-  struct answer {
-    int status = 0;
-    delivery_counts counts;
-    std::string body;
-  };
-  std::vector<answer> from_first(deliveries.size()), from_second(deliveries.size());
-  std::atomic<size_t> next{0};
-  auto port_a = first.port();
-  auto port_b = second.port();
-  run_concurrently(10, [&](size_t) {
-    http_client client_a{port_a};
-    http_client client_b{port_b};
-    for (size_t i = next++; i < deliveries.size(); i = next++) {
-      // The same delivery to both servers at the same moment.
-      auto other = std::async(std::launch::async, [&] {
-        return post_webhook(client_b, deliveries[i].body);
-      });
-      auto mine = post_webhook(client_a, deliveries[i].body);
-      auto theirs = other.get();
-      for (auto [response, slot] : {std::pair{&mine, &from_first[i]},
-                                    std::pair{&theirs, &from_second[i]}}) {
-        slot->status = response->status;
-        slot->body = response->body;
-        if (response->status == 200)
-          slot->counts = counts_of(*response);
-      }
-    }
-  });
-
-  int64_t accepted = 0, duplicates = 0, ignored = 0;
-  for (size_t i = 0; i < deliveries.size(); ++i) {
-    for (auto* a : {&from_first[i], &from_second[i]}) {
-      BOOST_TEST(a->status == 200, "delivery " << i << ": " << a->status << " " << a->body);
-      accepted += a->counts.accepted;
-      duplicates += a->counts.duplicates;
-      ignored += a->counts.ignored;
-    }
-    BOOST_TEST(from_first[i].counts.accepted + from_second[i].counts.accepted == 1,
-               "delivery " << i << " accepted by both or neither: " << from_first[i].body
-                           << " / " << from_second[i].body);
-  }
-  BOOST_TEST(accepted == conversations * per_conversation);
-  BOOST_TEST(duplicates == conversations * per_conversation);
-  BOOST_TEST(ignored == 0);
+  std::vector<std::string> bodies;
+  for (const auto& d : deliveries)
+    bodies.push_back(d.body);
+  auto answers = send_to_both(first.port(), second.port(), bodies, 10);
+  auto sum = check_accepted_by_one(answers);
+  BOOST_TEST(sum.accepted == conversations * per_conversation);
+  BOOST_TEST(sum.duplicates == conversations * per_conversation);
+  BOOST_TEST(sum.ignored == 0);
 
   BOOST_TEST(db.count("SELECT count(*) FROM messages") == conversations * per_conversation);
   BOOST_TEST(db.count("SELECT count(DISTINCT kapso_message_id) FROM messages")
