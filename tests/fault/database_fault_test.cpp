@@ -113,10 +113,8 @@ BOOST_AUTO_TEST_CASE(server_restarted_during_a_database_outage_still_spools,
   auto options = database_load("restart", workspaces);
   options.pause = 20ms;
   expected_store expected;
-  expected.add(warm_up(server.port(), options), options);
   load_driver load{server.port(), options};
-  load.start();
-  BOOST_TEST_REQUIRE(load.wait_acknowledged(20, 10s), "the load got no 200s before the fault");
+  start_after_warm_up(load, expected, server.port(), options);
   auto spooled_before = metric_of(server.port(), "kapso_spooled_events_total");
   cluster().stop_immediate();
   BOOST_TEST_REQUIRE(eventually(

@@ -123,6 +123,14 @@ server_options fault_server(const std::string& name, std::vector<std::string> ex
   return options;
 }
 
+void start_after_warm_up(load_driver& load, expected_store& expected, uint16_t port,
+                         const load_options& options, size_t acknowledged) {
+  expected.add(warm_up(port, options), options);
+  load.start();
+  BOOST_TEST_REQUIRE(load.wait_acknowledged(acknowledged, 10s),
+                     "the load got no 200s before the fault");
+}
+
 slow_or_failed answered_200_within(const std::vector<delivery>& deliveries,
                                    std::chrono::milliseconds limit, clock_type::time_point from,
                                    clock_type::time_point until) {
@@ -271,13 +279,9 @@ void refused_writes(const std::string& tag, const fault_database& db, server_pro
                     const std::function<void()>& repair_writes, bool readable_during_fault) {
   auto options = database_load(tag, workspaces);
   expected_store expected;
-  auto warm = warm_up(server.port(), options);
-  expected.add(warm, options);
-  auto spooled_before = metric_of(server.port(), "kapso_spooled_events_total");
-
   load_driver load{server.port(), options};
-  load.start();
-  BOOST_TEST_REQUIRE(load.wait_acknowledged(20, 10s), "the load got no 200s before the fault");
+  start_after_warm_up(load, expected, server.port(), options);
+  auto spooled_before = metric_of(server.port(), "kapso_spooled_events_total");
   auto failures_before = metric_of(server.port(), "kapso_commit_failures_total");
   auto refused_before = metric_of(server.port(), "kapso_http_requests_total", {"code=\"503\""});
   break_writes();
@@ -335,11 +339,8 @@ void outage_under_load(const std::string& tag, const fault_database& db, server_
   options.threads = 16;
   options.pause = 150ms;
   expected_store expected;
-  expected.add(warm_up(server.port(), options), options);
-
   load_driver load{server.port(), options};
-  load.start();
-  BOOST_TEST_REQUIRE(load.wait_acknowledged(20, 10s), "the load got no 200s before the fault");
+  start_after_warm_up(load, expected, server.port(), options);
   auto spooled_before = metric_of(server.port(), "kapso_spooled_events_total");
   auto began = clock_type::now();
   begin();

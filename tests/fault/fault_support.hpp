@@ -75,6 +75,12 @@ uint64_t spool_bytes(const std::string& dir);
 std::vector<delivery> warm_up(uint16_t port, const load_options& options,
                               std::chrono::milliseconds timeout = 15s);
 
+// Before a fault: every workspace warmed up (into `expected`), then `load`
+// started and `acknowledged` of its deliveries answered 200 (within 10 s),
+// so the fault meets a server that is storing.
+void start_after_warm_up(load_driver& load, expected_store& expected, uint16_t port,
+                         const load_options& options, size_t acknowledged = 20);
+
 // The requests of `deliveries` sent in [from, until] that were not answered
 // 200 within `limit` (a few as examples), and what their 200s took.
 struct slow_or_failed {

@@ -61,11 +61,8 @@ BOOST_AUTO_TEST_CASE(thirty_seconds_down_under_load_then_a_drain_beside_new_deli
   options.threads = 6;
   options.pause = 15ms;
   expected_store expected;
-  expected.add(warm_up(server.port(), options), options);
-
   load_driver load{server.port(), options};
-  load.start();
-  BOOST_TEST_REQUIRE(load.wait_acknowledged(50, 10s), "the load got no 200s before the outage");
+  start_after_warm_up(load, expected, server.port(), options, 50);
   auto spooled_before = metric(server.port(), "kapso_spooled_events_total");
   auto began = clock_type::now();
   cluster().stop_immediate();
