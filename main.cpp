@@ -175,16 +175,20 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
     failure = why;
     failed = true;
   });
+  // Router first, then the writers it feeds, then the directory.
+  auto stop_pipeline = [&] {
+    caf::anon_send_exit(route, caf::exit_reason::user_shutdown);
+    for (auto& w : writers)
+      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
+    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  };
   try {
     server.start(route, dir);
   } catch (...) {
     // The actor system waits for every actor before it is destroyed: without
     // this, a port already in use leaves a process that never exits.
     caf::anon_send_exit(watch, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(route, caf::exit_reason::user_shutdown);
-    for (auto& w : writers)
-      caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
-    caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+    stop_pipeline();
     throw;
   }
   // Type=notify: systemd counts the service as started only once it listens.
@@ -219,10 +223,7 @@ int run_server(caf::actor_system& sys, const settings& cfg, const sigset_t& sign
     caf::anon_send_exit(*migrate, caf::exit_reason::user_shutdown);
   drain(server, cfg, signals, limit);
   server.stop();
-  caf::anon_send_exit(route, caf::exit_reason::user_shutdown);
-  for (auto& w : writers)
-    caf::anon_send_exit(w, caf::exit_reason::user_shutdown);
-  caf::anon_send_exit(dir, caf::exit_reason::user_shutdown);
+  stop_pipeline();
   spdlog::info("kapso-ingest stopped");
   return cause.signal != 0 ? 0 : exit_pipeline_failed;
 }
